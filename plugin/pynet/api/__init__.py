@@ -1,0 +1,1 @@
+"""The protocol edge: decode, call the service, encode. Nothing here touches the kernel."""

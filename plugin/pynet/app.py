@@ -1,0 +1,96 @@
+"""aiohttp application factory and the `serve` loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket as socketlib
+
+from aiohttp import web
+
+from .api import control, protocol
+from .config import Config
+from .firewall import Firewall
+from .service import Service
+from .store import Store
+
+log = logging.getLogger("pynet")
+SERVICE = web.AppKey("service", Service)
+
+
+def make_app(cfg: Config, service: Service) -> web.Application:
+    app = web.Application(middlewares=[protocol.errors_and_logs], client_max_size=cfg.max_body)
+    app["max_body"] = cfg.max_body
+    app[SERVICE] = service
+    app.add_routes(protocol.routes(service, ["NetworkDriver"]))
+    app.add_routes(control.routes(service, cfg))
+    return app
+
+
+def bind_socket(path: str) -> socketlib.socket:
+    """Root-only unix socket; a stale file from a killed daemon is replaced."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    probe = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        raise SystemExit(f"pynet: another daemon already listens on {path}")
+    finally:
+        probe.close()
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+async def serve(cfg: Config) -> None:
+    from .kernel.links import Links
+    from .kernel.nft import Nft
+
+    links = Links()
+    await links.open()
+    service = Service(cfg, Store(cfg.state_dir), links, Firewall(Nft(), cfg.table, cfg.link_prefix))
+    await service.start()
+    app = make_app(cfg, service)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    sock = bind_socket(cfg.socket)
+    site = web.SockSite(runner, sock)
+    await site.start()
+    log.info("ready", extra={"fields": {"socket": cfg.socket, "driver": cfg.driver_name,
+                                        "networks": len(service.nets)}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def firewall_watch():
+        while True:
+            await asyncio.sleep(cfg.firewall_check_interval)
+            try:
+                await service.check_firewall()
+            except Exception:  # noqa: BLE001 - keep watching
+                log.exception("firewall check failed")
+
+    watcher = asyncio.create_task(firewall_watch())
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        log.info("stopping")
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(cfg.socket)
+        await service.shutdown()
+        await links.close()

@@ -1,0 +1,84 @@
+"""Keeps pynet's nftables table and its DOCKER-USER accepts in step with the model."""
+
+from __future__ import annotations
+
+import logging
+
+from . import ruleset
+from .model import Network
+
+log = logging.getLogger("pynet.firewall")
+
+
+class Firewall:
+    def __init__(self, nft, table: str, prefix: str):
+        self.nft = nft
+        self.table = table
+        self.prefix = prefix
+
+    async def rebuild(self, networks: list[Network]) -> None:
+        await self.nft.run(ruleset.full(self.table, networks))
+
+    async def add_network(self, net: Network) -> None:
+        await self.nft.run(ruleset.element_cmds(self.table, "add", ruleset.elements(net)))
+
+    async def remove_network(self, net: Network) -> None:
+        await self.nft.run(ruleset.element_cmds(self.table, "delete", ruleset.elements(net)))
+
+    async def table_present(self) -> bool:
+        return await self.nft.list(f"table {ruleset.FAMILY} {self.table}") is not None
+
+    async def delete_table(self) -> None:
+        t = {"family": ruleset.FAMILY, "name": self.table}
+        await self.nft.run([{"add": {"table": dict(t)}}, {"delete": {"table": dict(t)}}])
+
+    async def sync_docker_user(self, networks: list[Network], forget: tuple[str, ...] = ()) -> list[str]:
+        """Make DOCKER-USER (ip and ip6 `filter`, where Docker made it) accept pynet's interfaces.
+
+        Only rules of the exact shape pynet writes are touched: the prefix pattern
+        and custom bridge names of pynet networks (`forget` = names of networks
+        just deleted). Returns the families where the chain exists.
+        """
+        wanted = ruleset.docker_user_wanted(self.prefix, networks)
+        ours = {self.prefix + "*", *forget, *(n.bridge for n in networks if n.custom_bridge)}
+        seen = []
+        for family in ("ip", "ip6"):
+            listing = await self.nft.list(f"chain {family} filter DOCKER-USER")
+            if listing is None:
+                continue
+            seen.append(family)
+            present: dict[tuple[str, str], list[int]] = {}
+            for item in listing:
+                rule = item.get("rule")
+                if not rule:
+                    continue
+                key_pat = _our_shape(rule.get("expr", []))
+                if key_pat and key_pat[1] in ours:
+                    present.setdefault(key_pat, []).append(rule["handle"])
+            cmds = []
+            for key, pattern in wanted:
+                if (key, pattern) not in present:
+                    cmds.append({"insert": {"rule": {"family": family, "table": "filter", "chain": "DOCKER-USER",
+                                                     "expr": ruleset.docker_user_rule(family, key, pattern)}}})
+            for key_pat, handles in present.items():
+                extra = handles if key_pat not in wanted else handles[1:]
+                for handle in extra:
+                    cmds.append({"delete": {"rule": {"family": family, "table": "filter", "chain": "DOCKER-USER",
+                                                     "handle": handle}}})
+            if cmds:
+                log.info("docker-user sync", extra={"fields": {"family": family, "changes": len(cmds)}})
+                await self.nft.run(cmds)
+        return seen
+
+
+def _our_shape(expr: list) -> tuple[str, str] | None:
+    """(key, pattern) when a rule is exactly `<iif|oif>name == "<pattern>" accept`."""
+    if len(expr) != 2 or expr[1] != {"accept": None}:
+        return None
+    m = expr[0].get("match") if isinstance(expr[0], dict) else None
+    if not m or m.get("op") != "==" or not isinstance(m.get("right"), str):
+        return None
+    key = (m.get("left") or {}).get("meta", {}).get("key")
+    if key not in ("iifname", "oifname"):
+        return None
+    return key, m["right"]

@@ -1,0 +1,151 @@
+"""Links and addresses through pyroute2's AsyncIPRoute (one netlink socket per daemon).
+
+ensure_* and delete are idempotent: "already there" and "already gone" succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+from dataclasses import dataclass
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import KernelError
+
+IFA_F_NODAD = 0x02
+
+
+@dataclass
+class LinkInfo:
+    index: int
+    name: str
+    alias: str
+    kind: str
+    master: int
+    mac: str
+    mtu: int
+    up: bool
+
+
+def _info(msg) -> LinkInfo:
+    linkinfo = msg.get("IFLA_LINKINFO")
+    kind = linkinfo.get("IFLA_INFO_KIND") if linkinfo is not None else ""
+    return LinkInfo(
+        index=msg["index"],
+        name=msg.get("IFLA_IFNAME"),
+        alias=msg.get("IFLA_IFALIAS") or "",
+        kind=kind or "",
+        master=msg.get("IFLA_MASTER") or 0,
+        mac=(msg.get("IFLA_ADDRESS") or "").lower(),
+        mtu=msg.get("IFLA_MTU") or 0,
+        up=bool(msg["flags"] & 1),
+    )
+
+
+class Links:
+    def __init__(self) -> None:
+        self._ipr: AsyncIPRoute | None = None
+        # pyroute2 matches replies by sequence number, but one request at a time
+        # keeps error attribution simple; each request is sub-millisecond.
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self._ipr = AsyncIPRoute()
+
+    async def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    async def _call(self, what: str, method: str, *args, ok_errnos=(), **kw):
+        async with self._lock:
+            try:
+                result = await getattr(self._ipr, method)(*args, **kw)
+                if hasattr(result, "__aiter__"):
+                    result = [m async for m in result]
+                return result
+            except NetlinkError as e:
+                if e.code in ok_errnos:
+                    return None
+                raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
+
+    async def list(self) -> list[LinkInfo]:
+        return [_info(m) for m in await self._call("list links", "link", "dump")]
+
+    async def get(self, name: str) -> LinkInfo | None:
+        msgs = await self._call(f"look up {name}", "link", "get", ifname=name, ok_errnos=(errno.ENODEV,))
+        return _info(msgs[0]) if msgs else None
+
+    async def delete(self, name: str) -> None:
+        await self._call(f"delete {name}", "link", "del", ifname=name, ok_errnos=(errno.ENODEV,))
+
+    async def ensure_bridge(self, name: str, alias: str, mtu: int, addrs: list[str], ipv6: bool) -> bool:
+        """Create (or repair) a bridge. Returns True when it was created."""
+        link = await self.get(name)
+        created = False
+        if link is None:
+            kw = {"mtu": mtu} if mtu else {}
+            # No STP, no forward delay: ports forward at once, as Docker's bridge does.
+            await self._call(f"create bridge {name}", "link", "add", ifname=name, kind="bridge",
+                             br_stp_state=0, br_forward_delay=0, **kw)
+            link = await self.get(name)
+            created = True
+        elif link.kind != "bridge":
+            raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
+        if ipv6:
+            _sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
+        kw = {"mtu": mtu} if mtu else {}
+        await self._call(f"set up {name}", "link", "set", index=link.index, ifalias=alias, state="up", **kw)
+        for cidr in addrs:
+            await self.ensure_addr(link.index, name, cidr)
+        return created
+
+    async def ensure_addr(self, index: int, name: str, cidr: str) -> None:
+        ip = ipaddress.ip_interface(cidr)
+        flags = IFA_F_NODAD if ip.version == 6 else 0
+        await self._call(f"add address {cidr} to {name}", "addr", "add", index=index, address=str(ip.ip),
+                         prefixlen=ip.network.prefixlen, flags=flags, ok_errnos=(errno.EEXIST,))
+
+    async def ensure_veth(self, host: str, peer: str, mac: str, mtu: int, master: str, alias: str,
+                          isolated: bool) -> bool:
+        """Create a veth pair; host side enslaved to `master`. Returns True when it was created."""
+        link = await self.get(host)
+        created = False
+        if link is None:
+            peer_kw = {"ifname": peer, "address": mac}
+            kw = {}
+            if mtu:
+                peer_kw["mtu"] = kw["mtu"] = mtu
+            await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw)
+            link = await self.get(host)
+            created = True
+        elif link.kind != "veth":
+            raise KernelError(f"{host} exists and is not a veth")
+        bridge = await self.get(master)
+        if bridge is None:
+            raise KernelError(f"bridge {master} is missing")
+        await self._call(f"attach {host} to {master}", "link", "set", index=link.index, master=bridge.index,
+                         ifalias=alias, state="up")
+        await self._call(f"set isolation on {host}", "brport", "set", index=link.index, isolated=1 if isolated else 0)
+        return created
+
+    async def addresses(self) -> list[tuple[str, str]]:
+        """Every (interface name, CIDR) on the host, for overlap checks."""
+        names = {link.index: link.name for link in await self.list()}
+        out = []
+        for msg in await self._call("list addresses", "addr", "dump"):
+            addr = msg.get("IFA_ADDRESS")
+            if addr:
+                out.append((names.get(msg["index"], str(msg["index"])), f"{addr}/{msg['prefixlen']}"))
+        return out
+
+
+def _sysctl_quiet(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as fh:
+            fh.write(value)
+    except OSError:
+        pass

@@ -1,0 +1,44 @@
+"""libnftables (Debian's python3-nftables) behind one lock, with JSON in and out.
+
+libnftables is synchronous; batches run in a worker thread so a large batch
+(thousands of map elements) never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+from ..errors import KernelError
+
+
+class Nft:
+    def __init__(self) -> None:
+        import nftables  # Debian's binding; imported here so unit tests never need it
+
+        self._nft = nftables.Nftables()
+        self._nft.set_json_output(True)
+        self._nft.set_handle_output(True)
+        self._lock = threading.Lock()
+
+    def _run(self, cmds: list[dict]) -> None:
+        with self._lock:
+            rc, _out, err = self._nft.json_cmd({"nftables": cmds})
+        if rc != 0:
+            raise KernelError(f"nftables refused the change: {err.strip() or rc}")
+
+    def _list(self, what: str) -> list[dict] | None:
+        with self._lock:
+            rc, out, _err = self._nft.cmd(f"list {what}")
+        if rc != 0:
+            return None
+        return json.loads(out).get("nftables", []) if out else []
+
+    async def run(self, cmds: list[dict]) -> None:
+        if cmds:
+            await asyncio.to_thread(self._run, cmds)
+
+    async def list(self, what: str) -> list[dict] | None:
+        """`nft list <what>` as JSON objects, or None when it does not exist."""
+        return await asyncio.to_thread(self._list, what)

@@ -1,0 +1,80 @@
+"""Plain data: what pynet knows about networks and endpoints.
+
+These are what the store persists and what reconcile rebuilds the kernel from,
+so every field needed to recreate a kernel object lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+MODES = ("nat", "transparent", "l2bridge")
+
+
+@dataclass
+class Subnet:
+    pool: str  # "172.18.0.0/16"
+    gateway: str  # "172.18.0.1/16" (CIDR, as Docker sends it)
+
+
+@dataclass
+class PortMapping:
+    proto: str  # tcp | udp | sctp
+    container_port: int
+    host_ip: str = ""  # "" = every host address of the family
+    host_port: int = 0
+    host_port_end: int = 0
+
+
+@dataclass
+class Endpoint:
+    id: str
+    network_id: str
+    host_if: str  # host side of the veth
+    peer_if: str  # side Docker moves into the container
+    mac: str
+    ipv4: str = ""  # CIDR
+    ipv6: str = ""  # CIDR
+    mac_from_docker: bool = False
+    options: dict = field(default_factory=dict)
+    sandbox: str = ""
+    ports: list[PortMapping] = field(default_factory=list)
+
+
+@dataclass
+class Network:
+    id: str
+    mode: str
+    bridge: str
+    mtu: int = 0  # 0 = kernel default
+    icc: bool = True
+    masquerade: bool = True
+    internal: bool = False
+    ipv6: bool = False
+    host_binding_ipv4: str = ""
+    custom_bridge: bool = False  # bridge name given by the user (not our prefix)
+    v4: list[Subnet] = field(default_factory=list)
+    v6: list[Subnet] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    def gateways(self) -> list[str]:
+        return [s.gateway for s in self.v4 + self.v6 if s.gateway]
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def network_from_dict(d: dict) -> Network:
+    d = dict(d)
+    d["v4"] = [Subnet(**s) for s in d.get("v4", [])]
+    d["v6"] = [Subnet(**s) for s in d.get("v6", [])]
+    eps = {}
+    for eid, e in d.get("endpoints", {}).items():
+        e = dict(e)
+        e["ports"] = [PortMapping(**p) for p in e.get("ports", [])]
+        eps[eid] = Endpoint(**e)
+    d["endpoints"] = eps
+    return Network(**d)

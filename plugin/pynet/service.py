@@ -1,0 +1,397 @@
+"""The driver's logic: validate -> plan -> apply (with undo) -> persist -> answer.
+
+Handlers call this; this calls kernel/ through injected objects (`links`,
+`firewall`), so unit tests run it against fakes. One lock per network, plus one
+for the set of networks (subnet overlaps and bridge names are checked across
+networks); calls for different networks' endpoints never wait on each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import re
+
+from . import options
+from .config import Config
+from .errors import Conflict, KernelError, NotFound, PynetError
+from .kernel import sysctl
+from .model import Endpoint, Network, to_dict
+from .store import Store
+
+log = logging.getLogger("pynet.service")
+
+
+class Undo:
+    """Inverse steps registered while applying; run in reverse on failure, never raising."""
+
+    def __init__(self) -> None:
+        self.steps: list = []
+
+    def push(self, what: str, fn, *args) -> None:
+        self.steps.append((what, fn, args))
+
+    async def run(self) -> None:
+        for what, fn, args in reversed(self.steps):
+            try:
+                result = fn(*args)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as e:  # noqa: BLE001 - undo must go on
+                log.error("undo step failed", extra={"fields": {"step": what, "error": str(e)}})
+        self.steps.clear()
+
+
+class Service:
+    def __init__(self, cfg: Config, store: Store, links, firewall, sysctl_ensure=sysctl.ensure):
+        self.cfg = cfg
+        self.store = store
+        self.links = links
+        self.firewall = firewall
+        self.sysctl = sysctl_ensure
+        self.nets: dict[str, Network] = {}
+        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._nets_lock = asyncio.Lock()
+        self.leftovers_removed: list[str] = []
+        kinds = "nhk"
+        n = 15 - len(cfg.link_prefix) - 1
+        self._our_name = re.compile(re.escape(cfg.link_prefix) + f"[{kinds}][0-9a-f]{{{n}}}$")
+
+    # ---------------------------------------------------------------- start-up
+    async def start(self) -> None:
+        """Load state and make the kernel agree with it (reconcile)."""
+        self.store.ensure()
+        self.nets = self.store.load_all()
+        await self.reconcile()
+
+    async def reconcile(self) -> dict:
+        report = {"bridges_created": [], "leftovers_removed": [], "endpoints_missing": [], "errors": []}
+        async with self._nets_lock:
+            nets = list(self.nets.values())
+            if nets:
+                self._forwarding(any(n.ipv6 for n in nets))
+            for net in nets:
+                try:
+                    if await self._ensure_bridge(net):
+                        report["bridges_created"].append(net.bridge)
+                except PynetError as e:
+                    report["errors"].append(f"network {net.id[:12]}: {e}")
+                for ep in net.endpoints.values():
+                    link = await self.links.get(ep.host_if)
+                    if link is None:
+                        # The container side went with its namespace (reboot, crash): Docker
+                        # calls CreateEndpoint/Join again or deletes the endpoint.
+                        report["endpoints_missing"].append(ep.id[:12])
+                        continue
+                    try:
+                        await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
+                                                     self._alias(ep.id), not net.icc)
+                    except PynetError as e:
+                        report["errors"].append(f"endpoint {ep.id[:12]}: {e}")
+            report["leftovers_removed"] = await self._remove_leftovers()
+            self.leftovers_removed = report["leftovers_removed"]
+            await self.firewall.rebuild(nets)
+            await self.sync_docker_user()
+        log.info("reconciled", extra={"fields": {"networks": len(nets), **{k: len(v) for k, v in report.items()}}})
+        return report
+
+    def expected_links(self) -> set[str]:
+        names = set()
+        for net in self.nets.values():
+            names.add(net.bridge)
+            for ep in net.endpoints.values():
+                names.update((ep.host_if, ep.peer_if))
+        return names
+
+    async def find_leftovers(self) -> list[str]:
+        """Links this daemon made (by alias tag or by exact name shape) that belong to nothing."""
+        expected = self.expected_links()
+        out = []
+        for link in await self.links.list():
+            ours = link.alias.startswith(self.cfg.owner_tag) or self._our_name.match(link.name or "")
+            if ours and link.name not in expected:
+                out.append(link.name)
+        return out
+
+    async def _remove_leftovers(self) -> list[str]:
+        removed = []
+        for name in await self.find_leftovers():
+            try:
+                await self.links.delete(name)
+                removed.append(name)
+            except PynetError as e:
+                log.error("leftover not removed", extra={"fields": {"link": name, "error": str(e)}})
+        return removed
+
+    async def check_firewall(self) -> None:
+        """Periodic: Docker or a firewall reload may have flushed our rules."""
+        async with self._nets_lock:
+            nets = list(self.nets.values())
+            if nets and not await self.firewall.table_present():
+                log.warning("nftables table missing, rebuilding", extra={"fields": {"table": self.cfg.table}})
+                await self.firewall.rebuild(nets)
+            await self.sync_docker_user()
+
+    async def sync_docker_user(self, forget: tuple[str, ...] = ()) -> None:
+        try:
+            await self.firewall.sync_docker_user(list(self.nets.values()), forget)
+        except PynetError as e:
+            log.error("DOCKER-USER sync failed", extra={"fields": {"error": str(e)}})
+
+    async def shutdown(self) -> None:
+        """Clean stop: kernel objects stay (containers keep networking); an unused table goes."""
+        async with self._nets_lock:
+            if not self.nets:
+                await self.firewall.delete_table()
+                await self.sync_docker_user()
+
+    # ---------------------------------------------------------------- helpers
+    def _alias(self, object_id: str) -> str:
+        return self.cfg.owner_tag + object_id
+
+    def _forwarding(self, ipv6: bool) -> None:
+        self.sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if ipv6:
+            self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+
+    async def _ensure_bridge(self, net: Network) -> bool:
+        return await self.links.ensure_bridge(net.bridge, self._alias(net.id), net.mtu, net.gateways(), net.ipv6)
+
+    def network(self, net_id: str) -> Network:
+        net = self.nets.get(net_id)
+        if net is None:
+            raise NotFound(f"network {net_id[:12]} is not known to pynet ({self.cfg.driver_name}); "
+                           f"remove it with `docker network rm` and create it again")
+        return net
+
+    def endpoint(self, net_id: str, ep_id: str) -> tuple[Network, Endpoint]:
+        net = self.network(net_id)
+        ep = net.endpoints.get(ep_id)
+        if ep is None:
+            raise NotFound(f"endpoint {ep_id[:12]} of network {net_id[:12]} is not known to pynet")
+        return net, ep
+
+    # ---------------------------------------------------------------- networks
+    async def create_network(self, body: dict) -> dict:
+        net = options.parse_network(body, self.cfg.link_prefix)
+        async with self._nets_lock:
+            old = self.nets.get(net.id)
+            if old is not None:
+                if to_dict(old) | {"endpoints": {}} != to_dict(net) | {"endpoints": {}}:
+                    raise Conflict(f"network {net.id[:12]} already exists with other settings")
+                await self._ensure_bridge(old)  # a retry after a crash: make sure it is whole
+                return {}
+            await self._check_conflicts(net)
+            undo = Undo()
+            try:
+                self._forwarding(net.ipv6)
+                if await self._ensure_bridge(net):
+                    undo.push("delete bridge", self.links.delete, net.bridge)
+                await self.firewall.add_network(net)
+                undo.push("remove firewall elements", self.firewall.remove_network, net)
+                self.nets[net.id] = net
+                undo.push("forget network", self.nets.pop, net.id, None)
+                self.store.save(net)
+            except BaseException:
+                await undo.run()
+                raise
+            await self.sync_docker_user()
+        return {}
+
+    async def _check_conflicts(self, net: Network) -> None:
+        mine = [ipaddress.ip_network(s.pool) for s in net.v4 + net.v6]
+        for other in self.nets.values():
+            if other.bridge == net.bridge:
+                raise Conflict(f"bridge_name {net.bridge} is already used by pynet network {other.id[:12]}; "
+                               f"pick another -o bridge_name")
+            for s in other.v4 + other.v6:
+                theirs = ipaddress.ip_network(s.pool)
+                for m in mine:
+                    if m.version == theirs.version and m.overlaps(theirs):
+                        raise Conflict(f"subnet {m} overlaps {theirs} of pynet network {other.id[:12]}; "
+                                       f"pick another --subnet")
+        own = {n.bridge for n in self.nets.values()}
+        for ifname, cidr in await self.links.addresses():
+            if ifname in own or ifname == net.bridge:
+                continue
+            iface = ipaddress.ip_interface(cidr)
+            if iface.ip.is_link_local or iface.ip.is_loopback:
+                continue
+            for m in mine:
+                if m.version == iface.version and m.overlaps(iface.network):
+                    raise Conflict(f"subnet {m} overlaps {cidr} on host interface {ifname}; pick another --subnet")
+        link = await self.links.get(net.bridge)
+        if link is not None and not link.alias.startswith(self.cfg.owner_tag):
+            raise Conflict(f"interface {net.bridge} already exists and is not pynet's; pick another -o bridge_name")
+
+    async def delete_network(self, body: dict) -> dict:
+        net_id = options.object_id(body, "NetworkID")
+        async with self._nets_lock:
+            net = self.nets.get(net_id)
+            if net is None:
+                return {}  # already gone
+            async with self._locks[net_id]:
+                errors = []
+                for ep in list(net.endpoints.values()):
+                    errors += await self._teardown_endpoint(ep)
+                for what, fn, arg in (("firewall", self.firewall.remove_network, net),
+                                      ("bridge", self.links.delete, net.bridge)):
+                    try:
+                        await fn(arg)
+                    except PynetError as e:
+                        errors.append(f"{what}: {e}")
+                if errors:
+                    # Keep the state so that `docker network rm` can be retried.
+                    raise KernelError(f"network {net_id[:12]} not fully removed: {'; '.join(errors)}")
+                self.store.delete(net_id)
+                del self.nets[net_id]
+            self._locks.pop(net_id, None)
+            await self.sync_docker_user(forget=(net.bridge,) if net.custom_bridge else ())
+        return {}
+
+    # ---------------------------------------------------------------- endpoints
+    async def create_endpoint(self, body: dict) -> dict:
+        net_id = options.object_id(body, "NetworkID")
+        net = self.network(net_id)
+        ep = options.parse_endpoint(body, net, self.cfg.link_prefix)
+        if ep.ports:
+            raise PynetError("published ports (-p/-P) are not supported by this pynet version yet; "
+                             "run the container without -p")
+        async with self._locks[net_id]:
+            net = self.network(net_id)  # may have gone while we waited
+            old = net.endpoints.get(ep.id)
+            if old is not None:
+                ep = old  # Docker retried, or re-creates after a reboot: make it whole again
+            else:
+                for other in net.endpoints.values():
+                    if ep.ipv4 and other.ipv4 and ipaddress.ip_interface(other.ipv4).ip == ipaddress.ip_interface(ep.ipv4).ip:
+                        raise Conflict(f"address {ep.ipv4} is already used by endpoint {other.id[:12]}")
+                    if other.mac == ep.mac:
+                        raise Conflict(f"MAC address {ep.mac} is already used by endpoint {other.id[:12]} on "
+                                       f"this network; pick another --mac-address")
+            undo = Undo()
+            try:
+                if await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
+                                                self._alias(ep.id), not net.icc):
+                    undo.push("delete veth", self.links.delete, ep.host_if)
+                if old is None:
+                    net.endpoints[ep.id] = ep
+                    undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
+                    self.store.save(net)
+            except BaseException:
+                await undo.run()
+                raise
+        return {"Interface": {"MacAddress": ep.mac}} if not ep.mac_from_docker else {}
+
+    async def _teardown_endpoint(self, ep: Endpoint) -> list[str]:
+        errors = []
+        for name in (ep.host_if, ep.peer_if):
+            try:
+                await self.links.delete(name)
+            except PynetError as e:
+                errors.append(f"{name}: {e}")
+        return errors
+
+    async def delete_endpoint(self, body: dict) -> dict:
+        net_id = options.object_id(body, "NetworkID")
+        ep_id = options.object_id(body, "EndpointID")
+        net = self.nets.get(net_id)
+        if net is None:
+            return {}
+        async with self._locks[net_id]:
+            ep = net.endpoints.get(ep_id)
+            if ep is None:
+                return {}  # already gone: Docker repeats this at start-up
+            errors = await self._teardown_endpoint(ep)
+            if errors:
+                raise KernelError(f"endpoint {ep_id[:12]} not fully removed: {'; '.join(errors)}")
+            del net.endpoints[ep_id]
+            self.store.save(net)
+        return {}
+
+    async def endpoint_info(self, body: dict) -> dict:
+        net, ep = self.endpoint(options.object_id(body, "NetworkID"), options.object_id(body, "EndpointID"))
+        return {"Value": {"mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if,
+                          "bridge": net.bridge}}
+
+    async def join(self, body: dict) -> dict:
+        net_id = options.object_id(body, "NetworkID")
+        ep_id = options.object_id(body, "EndpointID")
+        sandbox = body.get("SandboxKey") or ""
+        if not isinstance(sandbox, str):
+            raise options.InvalidRequest("SandboxKey must be a string")
+        async with self._locks[net_id]:
+            net, ep = self.endpoint(net_id, ep_id)
+            # After a reboot Docker joins endpoints whose veth went with the old namespace.
+            await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
+                                         self._alias(ep.id), not net.icc)
+            if ep.sandbox != sandbox:
+                ep.sandbox = sandbox
+                self.store.save(net)
+        reply: dict = {"InterfaceName": {"SrcName": ep.peer_if,
+                                         "DstPrefix": net.options.get("container_iface_prefix", "eth")}}
+        if not net.internal:
+            # A Gateway keeps Docker from adding docker_gwbridge; --internal has no way out.
+            reply["Gateway"] = str(ipaddress.ip_interface(net.v4[0].gateway).ip)
+            if net.v6 and ep.ipv6:
+                reply["GatewayIPv6"] = str(ipaddress.ip_interface(net.v6[0].gateway).ip)
+        return reply
+
+    async def leave(self, body: dict) -> dict:
+        net_id = options.object_id(body, "NetworkID")
+        ep_id = options.object_id(body, "EndpointID")
+        net = self.nets.get(net_id)
+        if net is None:
+            return {}
+        async with self._locks[net_id]:
+            ep = net.endpoints.get(ep_id)
+            if ep is not None and ep.sandbox:
+                ep.sandbox = ""
+                self.store.save(net)
+        return {}
+
+    async def program_external(self, body: dict) -> dict:
+        net_id = options.object_id(body, "NetworkID")
+        ep_id = options.object_id(body, "EndpointID")
+        net, _ep = self.endpoint(net_id, ep_id)
+        opts = body.get("Options") or {}
+        if not isinstance(opts, dict):
+            raise options.InvalidRequest("Options must be an object")
+        if options.parse_portmap(opts.get("com.docker.network.portmap")):
+            raise PynetError("published ports (-p/-P) are not supported by this pynet version yet")
+        return {}
+
+    async def revoke_external(self, body: dict) -> dict:
+        options.object_id(body, "NetworkID")
+        options.object_id(body, "EndpointID")
+        return {}
+
+    # ---------------------------------------------------------------- control API
+    def summary(self, net: Network) -> dict:
+        return {
+            "id": net.id, "mode": net.mode, "bridge": net.bridge, "internal": net.internal,
+            "ipv6": net.ipv6, "icc": net.icc, "masquerade": net.masquerade, "mtu": net.mtu,
+            "subnets": [s.pool for s in net.v4 + net.v6],
+            "gateways": [s.gateway for s in net.v4 + net.v6],
+            "endpoints": len(net.endpoints),
+        }
+
+    def detail(self, net: Network) -> dict:
+        d = self.summary(net)
+        d["options"] = net.options
+        d["endpoints"] = [
+            {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if,
+             "sandbox": ep.sandbox, "ports": [to_dict(p) for p in ep.ports]}
+            for ep in net.endpoints.values()
+        ]
+        return d
+
+    def find(self, ref: str) -> Network:
+        ref = ref.lower()
+        matches = [n for n in self.nets.values() if n.id.startswith(ref) or n.bridge == ref]
+        if len(matches) != 1:
+            raise NotFound(f"no single pynet network matches {ref!r}" if not matches
+                           else f"{ref!r} matches {len(matches)} networks; give more of the ID")
+        return matches[0]
