@@ -1,0 +1,34 @@
+# pynet — see README.md
+PY      := .venv/bin/python
+PYTEST  := $(PY) -m pytest
+export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
+
+.PHONY: install run test test-unit test-netns test-e2e images dockerd bench clean
+
+install:
+	bash scripts/install.sh
+
+dockerd: install
+	bash scripts/dockerd.sh
+
+images: dockerd
+	bash scripts/images.sh
+
+# Run pynet for real: legacy plugin socket /run/docker/plugins/pynet.sock.
+run: dockerd
+	.venv/bin/pynet serve $(if $(CONFIG),--config $(CONFIG))
+
+test: images
+	$(PYTEST) -ra tests $(PYTEST_ARGS)
+
+test-unit: install
+	$(PYTEST) -ra tests/unit $(PYTEST_ARGS)
+
+test-netns: install
+	$(PYTEST) -ra tests/netns $(PYTEST_ARGS)
+
+test-e2e: images
+	$(PYTEST) -ra tests/e2e $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv build *.egg-info plugin/*.egg-info .pytest_cache
