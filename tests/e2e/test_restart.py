@@ -1,0 +1,66 @@
+"""Nothing is lost: kill -9 of pynet, and a dockerd restart."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import IMAGE, OUT4, OUT4_HOST
+from lib import DOCKER, PREFIX, docker, links_with_prefix, sh, wait_for
+from test_nat import bounded, wget
+
+
+def test_kill9_keeps_containers_connected_and_network_usable(nets, ctrs, daemon, outside):
+    net = nets.create("k9")
+    web = ctrs.start("k9web", "--net", net, IMAGE, "httpd", "-f", "-p", "80")
+    client = ctrs.start("k9cli", "--net", net, IMAGE, "sleep", "600")
+    before = sorted(links_with_prefix())
+    daemon.kill9()
+    # The kernel keeps forwarding without the daemon.
+    assert "pynet test page" in ctrs.sh(client, bounded(f"wget -qO- http://{web}/")).stdout
+    assert ctrs.sh(client, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
+    daemon.start()
+    assert sorted(links_with_prefix()) == before  # reconcile kept every live link
+    assert "pynet test page" in ctrs.sh(client, bounded(f"wget -qO- http://{web}/")).stdout
+    # New containers still join, and the old ones can leave.
+    assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout
+    docker("rm", "-f", client)
+    docker("network", "disconnect", net, web)
+    assert sorted(links_with_prefix()) == [n for n in before if not n.startswith(PREFIX + "h")]
+
+
+def test_kill9_then_firewall_flushed_is_rebuilt(nets, ctrs, daemon, outside):
+    net = nets.create("flush")
+    daemon.kill9()
+    sh("nft", "delete", "table", "inet", daemon.env()["PYNET_TABLE"])
+    daemon.start()
+    assert wget(ctrs, net, f"http://{OUT4}:8000/").stdout.strip() == OUT4_HOST
+    # And while running: a flushed table comes back within the check interval (1 s in tests).
+    sh("nft", "delete", "table", "inet", daemon.env()["PYNET_TABLE"])
+    wait_for(lambda: sh("nft", "list", "table", "inet", daemon.env()["PYNET_TABLE"], check=False).returncode == 0,
+             what="table rebuilt")
+    assert wget(ctrs, net, f"http://{OUT4}:8000/").stdout.strip() == OUT4_HOST
+
+
+def restart_dockerd() -> None:
+    if sh("systemctl", "is-active", "--quiet", "docker", check=False).returncode == 0:
+        sh("systemctl", "restart", "docker", timeout=120)
+    else:
+        pid = sh("pgrep", "-x", "dockerd").stdout.split()[0]
+        sh("kill", "-TERM", pid)
+        wait_for(lambda: sh("kill", "-0", pid, check=False).returncode != 0, timeout=60, what="dockerd exit")
+        sh("bash", "scripts/dockerd.sh", timeout=120)
+    wait_for(lambda: sh(DOCKER, "info", check=False).returncode == 0, timeout=60, what="docker info")
+
+
+def test_dockerd_restart_brings_containers_back_networked(nets, ctrs, daemon, outside):
+    net = nets.create("dr")
+    web = ctrs.start("drweb", "--restart", "always", "--net", net, IMAGE, "httpd", "-f", "-p", "80")
+    restart_dockerd()
+
+    def running():
+        return docker("inspect", "-f", "{{.State.Running}}", web, check=False).stdout.strip() == "true"
+
+    wait_for(running, timeout=60, what="container restarted")
+    time.sleep(0.5)
+    assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout
+    assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
