@@ -63,6 +63,72 @@ def _inspect(args) -> int:
     return 0
 
 
+def _container_endpoint(sock: str, container: str, net_ref: str | None) -> tuple[str, str]:
+    """(network ID, endpoint ID) of a container on one of this daemon's networks, asked of Docker."""
+    doc = client.docker_get(f"/containers/{container}/json")
+    if doc is None:
+        raise SystemExit(f"pynet: Docker knows no container {container!r} (or Docker is not reachable)")
+    ours = {n["id"] for n in client.call(sock, "GET", "/pynet/v1/networks")}
+    found = []
+    for name, info in (doc.get("NetworkSettings", {}).get("Networks") or {}).items():
+        if info.get("NetworkID") in ours and (not net_ref or net_ref in (name, info["NetworkID"])
+                                              or info["NetworkID"].startswith(net_ref)):
+            found.append((info["NetworkID"], info["EndpointID"], name))
+    if not found:
+        raise SystemExit(f"pynet: container {container} is not on a pynet network"
+                         + (f" matching {net_ref!r}" if net_ref else ""))
+    if len(found) > 1:
+        raise SystemExit(f"pynet: container {container} is on several pynet networks "
+                         f"({', '.join(f[2] for f in found)}); choose one with --net")
+    return found[0][0], found[0][1]
+
+
+def _fmt_binding(b: dict) -> tuple[str, str]:
+    from .ports import fmt_host
+
+    cip = f"[{b['container_ip']}]" if b["family"] == 6 else b["container_ip"]
+    return fmt_host(b["family"], b["host_ip"], b["host_port"]), f"{cip}:{b['container_port']}/{b['proto']}"
+
+
+def _ports(args) -> int:
+    sock = client.find_socket(args.socket)
+    query = ""
+    if args.target:
+        nets = client.call(sock, "GET", "/pynet/v1/networks")
+        net_id = _resolve(args.target)
+        match = [n["id"] for n in nets if n["id"].startswith(net_id.lower())]
+        if len(match) == 1:
+            query = f"?network={match[0]}"
+        else:
+            net_id, ep_id = _container_endpoint(sock, args.target, None)
+            query = f"?network={net_id}&endpoint={ep_id}"
+    bindings = client.call(sock, "GET", "/pynet/v1/ports" + query)
+    if args.json:
+        print(json.dumps(bindings, indent=2))
+        return 0
+    names = client.docker_network_names()
+    containers = client.docker_endpoint_names({b["network"] for b in bindings})
+    rows = [("HOST", "", "CONTAINER", "NETWORK", "CONTAINER NAME", "SOURCE")]
+    for b in sorted(bindings, key=lambda b: (b["host_port"], b["proto"], b["family"])):
+        host, target = _fmt_binding(b)
+        rows.append((host, "->", target, names.get(b["network"], b["network"][:12]),
+                     containers.get(b["endpoint"], b["endpoint"][:12]), b["source"]))
+    _table(rows)
+    return 0
+
+
+def _port_change(args) -> int:
+    sock = client.find_socket(args.socket)
+    net_id, ep_id = _container_endpoint(sock, args.container, args.net)
+    path = "/pynet/v1/ports/add" if args.cmd_port == "add" else "/pynet/v1/ports/rm"
+    changed = client.call(sock, "POST", path, {"NetworkID": net_id, "EndpointID": ep_id, "ports": args.spec})
+    verb = "published" if args.cmd_port == "add" else "closed"
+    for b in changed:
+        host, target = _fmt_binding(b)
+        print(f"{verb} {host} -> {target}")
+    return 0
+
+
 def _doctor(args) -> int:
     from . import doctor
 
@@ -76,7 +142,7 @@ def _table(rows) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="pynet", description="Docker network driver: nat mode (more to come)")
+    p = argparse.ArgumentParser(prog="pynet", description="pynet: Docker network driver (nat mode)")
     p.add_argument("--socket", help="daemon socket (default: $PYNET_SOCKET, the legacy or managed plugin socket)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the driver daemon in the foreground")
@@ -88,6 +154,18 @@ def main(argv=None) -> int:
     s = sub.add_parser("inspect", help="show one network with its endpoints")
     s.add_argument("network", help="Docker network name, or (a prefix of) its ID")
     s.set_defaults(fn=_inspect)
+    s = sub.add_parser("ports", help="list published ports (all, or of one container or network)")
+    s.add_argument("target", nargs="?", help="container or network (name or ID)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_ports)
+    s = sub.add_parser("port", help="open or close ports on a running container")
+    psub = s.add_subparsers(dest="cmd_port", required=True)
+    for verb, text in (("add", "publish ports, like docker run -p"), ("rm", "close published ports")):
+        ps = psub.add_parser(verb, help=text)
+        ps.add_argument("container")
+        ps.add_argument("spec", nargs="+", help="[IP:][HOSTPORT:]PORT[/tcp|udp|sctp]")
+        ps.add_argument("--net", help="which pynet network, when the container is on several")
+        ps.set_defaults(fn=_port_change)
     s = sub.add_parser("doctor", help="check the kernel, Docker's firewall and leftovers")
     s.set_defaults(fn=_doctor)
     args = p.parse_args(argv)

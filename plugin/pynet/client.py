@@ -49,8 +49,32 @@ def call(sock_path: str, method: str, path: str, body: dict | None = None, timeo
         conn.close()
     doc = json.loads(raw) if raw else {}
     if resp.status != 200:
-        raise SystemExit(f"pynet: {doc.get('Err') if isinstance(doc, dict) else raw!r}")
+        msg = doc.get("Err") if isinstance(doc, dict) else raw.decode(errors="replace")
+        raise SystemExit(f"pynet: {msg}")
     return doc
+
+
+def docker_get(path: str):
+    """GET on Docker's API (API 1.41, Docker 20.10+); None when Docker cannot answer."""
+    try:
+        conn = UnixHTTPConnection("/var/run/docker.sock", timeout=10)
+        conn.request("GET", "/v1.41" + path)
+        resp = conn.getresponse()
+        doc = json.loads(resp.read())
+        conn.close()
+    except (OSError, ValueError):
+        return None
+    return doc if resp.status == 200 else None
+
+
+def docker_endpoint_names(network_ids) -> dict[str, str]:
+    """Endpoint ID -> container name, for the given networks."""
+    out = {}
+    for net_id in network_ids:
+        doc = docker_get(f"/networks/{net_id}") or {}
+        for info in (doc.get("Containers") or {}).values():
+            out[info.get("EndpointID", "")] = info.get("Name", "")
+    return out
 
 
 def docker_network_names() -> dict[str, str]:

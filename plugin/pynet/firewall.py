@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import ruleset
-from .model import Network
+from .model import Binding, Network
 
 log = logging.getLogger("pynet.firewall")
 
@@ -20,17 +20,27 @@ class Firewall:
         await self.nft.run(ruleset.full(self.table, networks))
 
     async def add_network(self, net: Network) -> None:
-        await self.nft.run(ruleset.element_cmds(self.table, "add", ruleset.elements(net)))
+        await self.nft.run(ruleset.element_lines(self.table, "add", ruleset.elements(net)))
 
     async def remove_network(self, net: Network) -> None:
-        await self.nft.run(ruleset.element_cmds(self.table, "delete", ruleset.elements(net)))
+        bindings = [b for ep in net.endpoints.values() for b in ep.bindings]
+        await self.nft.run(ruleset.element_lines(self.table, "delete", ruleset.binding_elements(bindings, False))
+                           + ruleset.element_lines(self.table, "delete", ruleset.elements(net)))
+
+    async def change_ports(self, remove: list[Binding], add: list[Binding]) -> None:
+        """Published ports out and in, as one transaction (a failure changes nothing)."""
+        keep = set(remove) & set(add)
+        remove = [b for b in remove if b not in keep]
+        add = [b for b in add if b not in keep]
+        await self.nft.run(ruleset.element_lines(self.table, "delete", ruleset.binding_elements(remove, False))
+                           + ruleset.element_lines(self.table, "add", ruleset.binding_elements(add)))
 
     async def table_present(self) -> bool:
         return await self.nft.list(f"table {ruleset.FAMILY} {self.table}") is not None
 
     async def delete_table(self) -> None:
-        t = {"family": ruleset.FAMILY, "name": self.table}
-        await self.nft.run([{"add": {"table": dict(t)}}, {"delete": {"table": dict(t)}}])
+        t = f"{ruleset.FAMILY} {self.table}"
+        await self.nft.run([f"add table {t}", f"delete table {t}"])
 
     async def sync_docker_user(self, networks: list[Network], forget: tuple[str, ...] = ()) -> list[str]:
         """Make DOCKER-USER (ip and ip6 `filter`, where Docker made it) accept pynet's interfaces.
@@ -55,19 +65,16 @@ class Firewall:
                 key_pat = _our_shape(rule.get("expr", []))
                 if key_pat and key_pat[1] in ours:
                     present.setdefault(key_pat, []).append(rule["handle"])
-            cmds = []
+            lines = []
             for key, pattern in wanted:
                 if (key, pattern) not in present:
-                    cmds.append({"insert": {"rule": {"family": family, "table": "filter", "chain": "DOCKER-USER",
-                                                     "expr": ruleset.docker_user_rule(family, key, pattern)}}})
+                    lines.append(f'insert rule {family} filter DOCKER-USER {key} "{pattern}" accept')
             for key_pat, handles in present.items():
                 extra = handles if key_pat not in wanted else handles[1:]
-                for handle in extra:
-                    cmds.append({"delete": {"rule": {"family": family, "table": "filter", "chain": "DOCKER-USER",
-                                                     "handle": handle}}})
-            if cmds:
-                log.info("docker-user sync", extra={"fields": {"family": family, "changes": len(cmds)}})
-                await self.nft.run(cmds)
+                lines += [f"delete rule {family} filter DOCKER-USER handle {h}" for h in extra]
+            if lines:
+                log.info("docker-user sync", extra={"fields": {"family": family, "changes": len(lines)}})
+                await self.nft.run(lines)
         return seen
 
 

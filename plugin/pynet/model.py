@@ -27,6 +27,19 @@ class PortMapping:
     host_port_end: int = 0
 
 
+@dataclass(frozen=True)
+class Binding:
+    """One published port as applied: host (family, IP or "" = every address, port) -> container."""
+
+    proto: str
+    family: int  # 4 | 6
+    host_ip: str
+    host_port: int
+    container_ip: str
+    container_port: int
+    source: str = "docker"  # docker (-p/-P) | cli (`pynet port add`)
+
+
 @dataclass
 class Endpoint:
     id: str
@@ -39,7 +52,8 @@ class Endpoint:
     mac_from_docker: bool = False
     options: dict = field(default_factory=dict)
     sandbox: str = ""
-    ports: list[PortMapping] = field(default_factory=list)
+    ports: list[PortMapping] = field(default_factory=list)  # as requested in CreateEndpoint
+    bindings: list[Binding] = field(default_factory=list)  # as applied (ProgramExternalConnectivity)
 
 
 @dataclass
@@ -75,6 +89,7 @@ def network_from_dict(d: dict) -> Network:
     for eid, e in d.get("endpoints", {}).items():
         e = dict(e)
         e["ports"] = [PortMapping(**p) for p in e.get("ports", [])]
+        e["bindings"] = [Binding(**b) for b in e.get("bindings", [])]
         eps[eid] = Endpoint(**e)
     d["endpoints"] = eps
     return Network(**d)

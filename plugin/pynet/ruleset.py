@@ -1,15 +1,28 @@
-"""pynet's nftables ruleset as data: pure functions from model to libnftables JSON.
+"""pynet's nftables ruleset as data: pure functions from the model to nft scripts.
 
-The rules are fixed; what grows with networks lives in sets, so a call adds or
-removes set elements in one transaction and never rewrites rules.
+The rules are fixed; what grows with networks and published ports lives in sets
+and maps, so a call adds or removes elements in one transaction and the packet
+path does one lookup per kind, whatever the number of ports.
 
   table inet <table>
     set bridges   ifname            every pynet bridge
     set intra     ifname . ifname   (bridge, bridge): traffic inside one network
     set internal  ifname            bridges of --internal networks
     set masq      ifname            bridges whose traffic is masqueraded outward
-    chain forward   filter/forward: isolation, --internal, no entry from outside
-    chain postrouting nat/srcnat: masquerade
+    set subnets4/6  ifname . addr   (bridge, its subnet): hairpin source NAT
+    map pub4      ipv4 . proto . port : ipv4 . port   ports bound to one host IPv4 address
+    map pub6      ipv6 . proto . port : ipv6 . port   ... one host IPv6 address
+    map pubany4   proto . port : ipv4 . port          ports bound to every host IPv4 address
+    map pubany6   proto . port : ipv6 . port          ... every host IPv6 address
+    chain forward      isolation, --internal, nothing enters a network but DNAT
+    chain raw_pre      127.0.0.0/8 arriving from outside dropped before DNAT (moby#45610)
+    chain dnat_pre     published ports, for traffic arriving at the host
+    chain dnat_out     the same for the host itself (localhost, its own addresses)
+    chain postrouting  masquerade out; hairpin and localhost sources
+
+Scripts are nft's text syntax, not JSON: libnftables 1.0.6 (Debian 12) crashes
+parsing a JSON `dnat ... map` with a concatenated key. Every value interpolated
+here was validated before (interface names, normalised IPs, integers).
 
 Docker's own `ip filter` FORWARD chain has policy DROP; a packet it drops is
 gone whatever this table says. So pynet also keeps two plain rules in Docker's
@@ -19,99 +32,150 @@ iptables-nft can read back, and keeps all real policy here, where drops are fina
 
 from __future__ import annotations
 
-from .model import Network
+from .model import Binding, Network
 
 FAMILY = "inet"
 SETS = {
     "bridges": "ifname",
-    "intra": ["ifname", "ifname"],
+    "intra": "ifname . ifname",
     "internal": "ifname",
     "masq": "ifname",
+}
+# Interval sets: (bridge, subnet) pairs.
+INTERVAL_SETS = {
+    "subnets4": "ifname . ipv4_addr",
+    "subnets6": "ifname . ipv6_addr",
+}
+MAPS = {
+    "pub4": "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
+    "pub6": "ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service",
+    "pubany4": "inet_proto . inet_service : ipv4_addr . inet_service",
+    "pubany6": "inet_proto . inet_service : ipv6_addr . inet_service",
 }
 # Interface names of Docker's own bridges: pynet networks are isolated from them
 # both ways, as Docker isolates its bridges from each other.
 DOCKER_BRIDGES = ("docker*", "br-*")
 
-
-def _meta(key: str) -> dict:
-    return {"meta": {"key": key}}
-
-
-def _match(left, right, op: str = "==") -> dict:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _rule(table: str, chain: str, *expr) -> dict:
-    return {"add": {"rule": {"family": FAMILY, "table": table, "chain": chain, "expr": list(expr)}}}
+CHAINS = {
+    "forward": "type filter hook forward priority 0; policy accept;",
+    "raw_pre": "type filter hook prerouting priority -300; policy accept;",
+    "dnat_pre": "type nat hook prerouting priority -100; policy accept;",
+    "dnat_out": "type nat hook output priority -100; policy accept;",
+    "postrouting": "type nat hook postrouting priority 100; policy accept;",
+}
 
 
-def skeleton(table: str) -> list[dict]:
-    """Commands that (re)create the table empty of elements, atomically replacing any old one."""
-    t = {"family": FAMILY, "name": table}
-    cmds: list[dict] = [{"add": {"table": dict(t)}}, {"delete": {"table": dict(t)}}, {"add": {"table": dict(t)}}]
-    for name, typ in SETS.items():
-        cmds.append({"add": {"set": {"family": FAMILY, "table": table, "name": name, "type": typ}}})
-    cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": "forward", "type": "filter",
-                                   "hook": "forward", "prio": 0, "policy": "accept"}}})
-    cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": "postrouting", "type": "nat",
-                                   "hook": "postrouting", "prio": 100, "policy": "accept"}}})
-    iif, oif = _meta("iifname"), _meta("oifname")
-    fwd = "forward"
-    cmds += [
+def rules() -> dict[str, list[str]]:
+    r: dict[str, list[str]] = {name: [] for name in CHAINS}
+    r["forward"] += [
         # Inside one network (seen here when br_netfilter passes bridged frames to inet hooks).
-        _rule(table, fwd, _match({"concat": [iif, oif]}, "@intra", "in"), {"accept": None}),
-        _rule(table, fwd, _match({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}),
+        "iifname . oifname @intra accept",
+        "ct state established,related accept",
         # Published ports: DNATed connections may enter non-internal networks.
-        _rule(table, fwd, _match(oif, "@bridges", "in"), _match(oif, "@internal", "!="),
-              _match({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None}),
-        # Nothing else enters a pynet network: not other pynet networks, Docker's bridges or the outside.
-        _rule(table, fwd, _match(oif, "@bridges", "in"), {"counter": None}, {"drop": None}),
+        "oifname @bridges oifname != @internal ct status dnat accept",
+        # Nothing else enters a pynet network: not other pynet networks, Docker's bridges, the outside.
+        "oifname @bridges counter drop",
         # --internal: no way out.
-        _rule(table, fwd, _match(iif, "@internal", "in"), {"counter": None}, {"drop": None}),
+        "iifname @internal counter drop",
     ]
-    for pattern in DOCKER_BRIDGES:
-        cmds.append(_rule(table, fwd, _match(iif, "@bridges", "in"), _match(oif, pattern), {"drop": None}))
-    cmds.append(_rule(table, "postrouting", _match(iif, "@masq", "in"), _match(oif, "@bridges", "!="),
-                      {"masquerade": None}))
-    return cmds
+    r["forward"] += [f'iifname @bridges oifname "{p}" drop' for p in DOCKER_BRIDGES]
+    # Packets for 127.0.0.0/8 arriving on any other interface are martians; dropping them
+    # before DNAT keeps ports bound to 127.0.0.1 local (Docker's moby#45610).
+    r["raw_pre"].append('iifname != "lo" ip daddr 127.0.0.0/8 counter drop')
+    for chain in ("dnat_pre", "dnat_out"):
+        for fam, nfproto in (("ip", "ipv4"), ("ip6", "ipv6")):
+            n = "4" if fam == "ip" else "6"
+            # ::1 cannot be a source off the loopback (IPv6 has no route_localnet): leave [::1]
+            # alone so that clients get "refused" at once and fall back to 127.0.0.1.
+            not_lo6 = "ip6 daddr != ::1 " if fam == "ip6" and chain == "dnat_out" else ""
+            head = f"meta nfproto {nfproto} {not_lo6}fib daddr type local dnat {fam} to"
+            r[chain].append(f"{head} {fam} daddr . meta l4proto . th dport map @pub{n}")
+            r[chain].append(f"{head} meta l4proto . th dport map @pubany{n}")
+    r["postrouting"] += [
+        "iifname @masq oifname != @bridges masquerade",
+        # Hairpin: a container reaching a published port of its own network through a host
+        # address must get the answer through the host, so its source is rewritten too.
+        # Matched on (bridge, source subnet), not on iifname: with br_netfilter a bridged
+        # frame reaches postrouting without an input interface.
+        "ct status dnat oifname . ip saddr @subnets4 masquerade",
+        "ct status dnat oifname . ip6 saddr @subnets6 masquerade",
+        # localhost -> published port: 127.0.0.1 cannot be a source on the bridge.
+        "oifname @bridges ip saddr 127.0.0.0/8 masquerade",
+    ]
+    return r
 
 
-def elements(net: Network) -> dict[str, list]:
-    """Set elements a network contributes."""
-    out: dict[str, list] = {name: [] for name in SETS}
-    out["bridges"].append(net.bridge)
-    out["intra"].append({"concat": [net.bridge, net.bridge]})
+def skeleton(table: str) -> list[str]:
+    """Lines that (re)create the table without elements, replacing any old one in the same batch."""
+    t = f"{FAMILY} {table}"
+    lines = [f"add table {t}", f"delete table {t}", f"add table {t}"]
+    lines += [f"add set {t} {name} {{ type {typ}; }}" for name, typ in SETS.items()]
+    lines += [f"add set {t} {name} {{ type {typ}; flags interval; }}" for name, typ in INTERVAL_SETS.items()]
+    lines += [f"add map {t} {name} {{ type {typ}; }}" for name, typ in MAPS.items()]
+    lines += [f"add chain {t} {name} {{ {spec} }}" for name, spec in CHAINS.items()]
+    for chain, items in rules().items():
+        lines += [f"add rule {t} {chain} {rule}" for rule in items]
+    return lines
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def elements(net: Network) -> dict[str, list[str]]:
+    """Set elements a network contributes (nft syntax)."""
+    out: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS)}
+    out["bridges"].append(_q(net.bridge))
+    for sub in net.v4:
+        out["subnets4"].append(f"{_q(net.bridge)} . {sub.pool}")
+    for sub in net.v6:
+        out["subnets6"].append(f"{_q(net.bridge)} . {sub.pool}")
+    out["intra"].append(f"{_q(net.bridge)} . {_q(net.bridge)}")
     if net.internal:
-        out["internal"].append(net.bridge)
+        out["internal"].append(_q(net.bridge))
     elif net.masquerade:
-        out["masq"].append(net.bridge)
+        out["masq"].append(_q(net.bridge))
     return out
 
 
-def element_cmds(table: str, op: str, elems: dict[str, list]) -> list[dict]:
-    """op = add | delete."""
-    return [
-        {op: {"element": {"family": FAMILY, "table": table, "name": name, "elem": items}}}
-        for name, items in elems.items()
-        if items
-    ]
+def binding_key(b: Binding) -> tuple[str, str]:
+    """(map, key) of a published port."""
+    if b.host_ip:
+        return f"pub{b.family}", f"{b.host_ip} . {b.proto} . {b.host_port}"
+    return f"pubany{b.family}", f"{b.proto} . {b.host_port}"
 
 
-def full(table: str, networks: list[Network]) -> list[dict]:
+def binding_elements(bindings: list[Binding], with_values: bool = True) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {name: [] for name in MAPS}
+    for b in bindings:
+        name, key = binding_key(b)
+        out[name].append(f"{key} : {b.container_ip} . {b.container_port}" if with_values else key)
+    return out
+
+
+def element_lines(table: str, op: str, elems: dict[str, list[str]], chunk: int = 2000) -> list[str]:
+    """op = add | delete. Large maps go in chunks (one transaction all the same)."""
+    lines = []
+    for name, items in elems.items():
+        for i in range(0, len(items), chunk):
+            lines.append(f"{op} element {FAMILY} {table} {name} {{ {', '.join(items[i:i + chunk])} }}")
+    return lines
+
+
+def full(table: str, networks: list[Network]) -> list[str]:
     """The whole table for these networks, as one transaction."""
-    merged: dict[str, list] = {name: [] for name in SETS}
+    merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS)}
+    bindings: list[Binding] = []
     for net in networks:
         for name, items in elements(net).items():
             merged[name] += items
-    return skeleton(table) + element_cmds(table, "add", merged)
+        for ep in net.endpoints.values():
+            bindings += ep.bindings
+    merged.update(binding_elements(bindings))
+    return skeleton(table) + element_lines(table, "add", merged)
 
 
 # --- DOCKER-USER (Docker's chain in `ip filter`; only plain rules it can decode) ---
-
-def docker_user_rule(family: str, key: str, pattern: str) -> list[dict]:
-    """Expression list of one accept rule, as libnftables lists it back."""
-    return [_match(_meta(key), pattern), {"accept": None}]
-
 
 def docker_user_wanted(prefix: str, networks: list[Network]) -> list[tuple[str, str]]:
     """(meta key, name pattern) pairs that must be accepted in DOCKER-USER."""

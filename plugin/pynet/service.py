@@ -14,11 +14,11 @@ import ipaddress
 import logging
 import re
 
-from . import options
-from .config import Config
-from .errors import Conflict, KernelError, NotFound, PynetError
+from . import options, ports
+from .config import Config, parse_port_range
+from .errors import Conflict, InvalidOption, KernelError, NotFound, PynetError
 from .kernel import sysctl
-from .model import Endpoint, Network, to_dict
+from .model import Binding, Endpoint, Network, to_dict
 from .store import Store
 
 log = logging.getLogger("pynet.service")
@@ -54,6 +54,12 @@ class Service:
         self.nets: dict[str, Network] = {}
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._nets_lock = asyncio.Lock()
+        # Host ports are host-wide: allocation across networks is serialised by this lock
+        # (held for microseconds: index lookups and one nft transaction).
+        self._ports_lock = asyncio.Lock()
+        self.port_index = ports.PortIndex()
+        self.port_range = parse_port_range(cfg.port_range) if cfg.port_range else _kernel_port_range()
+        self.port_probe = ports.host_port_free
         self.leftovers_removed: list[str] = []
         kinds = "nhk"
         n = 15 - len(cfg.link_prefix) - 1
@@ -64,6 +70,7 @@ class Service:
         """Load state and make the kernel agree with it (reconcile)."""
         self.store.ensure()
         self.nets = self.store.load_all()
+        self.port_index = ports.PortIndex.from_networks(self.nets.values())
         await self.reconcile()
 
     async def reconcile(self) -> dict:
@@ -157,7 +164,15 @@ class Service:
             self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
 
     async def _ensure_bridge(self, net: Network) -> bool:
-        return await self.links.ensure_bridge(net.bridge, self._alias(net.id), net.mtu, net.gateways(), net.ipv6)
+        created = await self.links.ensure_bridge(net.bridge, self._alias(net.id), net.mtu, net.gateways(), net.ipv6)
+        # Lets 127.0.0.1 -> published port be routed to the bridge (then masqueraded);
+        # raw_pre drops 127.0.0.0/8 arriving from anywhere else, so it stays local.
+        self.sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
+        return created
+
+    async def _rebuild_firewall(self, why: str) -> None:
+        log.warning("nftables out of step, rebuilding the table", extra={"fields": {"why": why}})
+        await self.firewall.rebuild(list(self.nets.values()))
 
     def network(self, net_id: str) -> Network:
         net = self.nets.get(net_id)
@@ -236,17 +251,22 @@ class Service:
                 errors = []
                 for ep in list(net.endpoints.values()):
                     errors += await self._teardown_endpoint(ep)
-                for what, fn, arg in (("firewall", self.firewall.remove_network, net),
-                                      ("bridge", self.links.delete, net.bridge)):
-                    try:
-                        await fn(arg)
-                    except PynetError as e:
-                        errors.append(f"{what}: {e}")
+                try:
+                    await self.links.delete(net.bridge)
+                except PynetError as e:
+                    errors.append(f"bridge: {e}")
                 if errors:
                     # Keep the state so that `docker network rm` can be retried.
                     raise KernelError(f"network {net_id[:12]} not fully removed: {'; '.join(errors)}")
                 self.store.delete(net_id)
                 del self.nets[net_id]
+                for ep in net.endpoints.values():
+                    for b in ep.bindings:
+                        self.port_index.remove(ep.id, b)
+                try:
+                    await self.firewall.remove_network(net)
+                except KernelError as e:
+                    await self._rebuild_firewall(str(e))
             self._locks.pop(net_id, None)
             await self.sync_docker_user(forget=(net.bridge,) if net.custom_bridge else ())
         return {}
@@ -256,9 +276,7 @@ class Service:
         net_id = options.object_id(body, "NetworkID")
         net = self.network(net_id)
         ep = options.parse_endpoint(body, net, self.cfg.link_prefix)
-        if ep.ports:
-            raise PynetError("published ports (-p/-P) are not supported by this pynet version yet; "
-                             "run the container without -p")
+        self._check_ports_allowed(net, ep.ports)
         async with self._locks[net_id]:
             net = self.network(net_id)  # may have gone while we waited
             old = net.endpoints.get(ep.id)
@@ -304,6 +322,7 @@ class Service:
             ep = net.endpoints.get(ep_id)
             if ep is None:
                 return {}  # already gone: Docker repeats this at start-up
+            await self._unpublish(net, ep, ep.bindings)
             errors = await self._teardown_endpoint(ep)
             if errors:
                 raise KernelError(f"endpoint {ep_id[:12]} not fully removed: {'; '.join(errors)}")
@@ -352,21 +371,126 @@ class Service:
                 self.store.save(net)
         return {}
 
+    # ---------------------------------------------------------------- published ports
+    def _check_ports_allowed(self, net: Network, mappings) -> None:
+        if mappings and net.internal:
+            raise InvalidOption("this network is --internal: it has no way in or out, so -p/-P cannot publish "
+                                "ports; remove -p/-P or use a network without --internal")
+
     async def program_external(self, body: dict) -> dict:
+        """Docker's port map is applied here, once (CreateEndpoint and Join only carry it)."""
         net_id = options.object_id(body, "NetworkID")
         ep_id = options.object_id(body, "EndpointID")
-        net, _ep = self.endpoint(net_id, ep_id)
         opts = body.get("Options") or {}
         if not isinstance(opts, dict):
             raise options.InvalidRequest("Options must be an object")
-        if options.parse_portmap(opts.get("com.docker.network.portmap")):
-            raise PynetError("published ports (-p/-P) are not supported by this pynet version yet")
+        async with self._locks[net_id]:
+            net, ep = self.endpoint(net_id, ep_id)
+            if "com.docker.network.portmap" in opts:
+                mappings = options.parse_portmap(opts.get("com.docker.network.portmap"))
+            else:
+                mappings = ep.ports
+            self._check_ports_allowed(net, mappings)
+            old = [b for b in ep.bindings if b.source == "docker"]
+            keep_cli = [b for b in ep.bindings if b.source != "docker"]
+            await self._publish(net, ep, mappings, "docker", replace=old, others=keep_cli)
+            ep.ports = mappings
         return {}
 
     async def revoke_external(self, body: dict) -> dict:
-        options.object_id(body, "NetworkID")
-        options.object_id(body, "EndpointID")
+        net_id = options.object_id(body, "NetworkID")
+        ep_id = options.object_id(body, "EndpointID")
+        net = self.nets.get(net_id)
+        if net is None:
+            return {}
+        async with self._locks[net_id]:
+            ep = net.endpoints.get(ep_id)
+            if ep is not None and ep.bindings:
+                await self._unpublish(net, ep, ep.bindings)
+                self.store.save(net)
         return {}
+
+    async def _publish(self, net: Network, ep: Endpoint, mappings, source: str, replace: list[Binding],
+                       others: list[Binding]) -> list[Binding]:
+        """Allocate, apply (one nft transaction) and persist; on any failure nothing changes."""
+        async with self._ports_lock:
+            for b in replace:
+                self.port_index.remove(ep.id, b)
+            try:
+                new = ports.allocate(net, ep, mappings, self.port_index, self.port_range, self.port_probe,
+                                     source=source, keep=replace)
+            except BaseException:
+                for b in replace:
+                    self.port_index.add(net.id, ep.id, b)
+                raise
+            try:
+                await self.firewall.change_ports(replace, new)
+                before = ep.bindings
+                ep.bindings = others + new
+                try:
+                    self.store.save(net)
+                except BaseException:
+                    ep.bindings = before
+                    await self.firewall.change_ports(new, replace)
+                    raise
+            except BaseException:
+                for b in new:
+                    self.port_index.remove(ep.id, b)
+                for b in replace:
+                    self.port_index.add(net.id, ep.id, b)
+                raise
+        return new
+
+    async def _unpublish(self, net: Network, ep: Endpoint, bindings: list[Binding]) -> None:
+        """Remove bindings from the kernel and the index; the caller persists."""
+        if not bindings:
+            return
+        gone = list(bindings)
+        async with self._ports_lock:
+            ep.bindings = [b for b in ep.bindings if b not in gone]
+            for b in gone:
+                self.port_index.remove(ep.id, b)
+            try:
+                await self.firewall.change_ports(gone, [])
+            except KernelError as e:
+                await self._rebuild_firewall(str(e))
+
+    async def add_ports(self, net_id: str, ep_id: str, specs: list[str]) -> list[Binding]:
+        """`pynet port add`: open ports on a running container (kept until it leaves the network)."""
+        mappings = [ports.parse_spec(s) for s in specs]
+        async with self._locks[net_id]:
+            net, ep = self.endpoint(net_id, ep_id)
+            self._check_ports_allowed(net, mappings)
+            return await self._publish(net, ep, mappings, "cli", replace=[], others=list(ep.bindings))
+
+    async def remove_ports(self, net_id: str, ep_id: str, specs: list[str]) -> list[Binding]:
+        """`pynet port rm`: close ports; a spec without host port closes every binding of that port."""
+        mappings = [ports.parse_spec(s) for s in specs]
+        async with self._locks[net_id]:
+            net, ep = self.endpoint(net_id, ep_id)
+            gone = []
+            for m in mappings:
+                match = [b for b in ep.bindings if b.proto == m.proto and b.container_port == m.container_port
+                         and (not m.host_port or b.host_port == m.host_port)
+                         and (not m.host_ip or b.host_ip == m.host_ip)]
+                if not match:
+                    raise NotFound(f"no published port matches {ports.fmt_host(4, m.host_ip, m.host_port)}->"
+                                   f"{m.container_port}/{m.proto} on endpoint {ep_id[:12]}; see `pynet ports`")
+                gone += [b for b in match if b not in gone]
+            await self._unpublish(net, ep, gone)
+            self.store.save(net)
+            return gone
+
+    def list_ports(self, net_id: str = "", ep_id: str = "") -> list[dict]:
+        out = []
+        for net in self.nets.values():
+            if net_id and net.id != net_id:
+                continue
+            for ep in net.endpoints.values():
+                if ep_id and ep.id != ep_id:
+                    continue
+                out += [dict(to_dict(b), network=net.id, endpoint=ep.id) for b in ep.bindings]
+        return out
 
     # ---------------------------------------------------------------- control API
     def summary(self, net: Network) -> dict:
@@ -389,9 +513,17 @@ class Service:
         return d
 
     def find(self, ref: str) -> Network:
+        """A network by (a prefix of) its ID or its bridge name."""
         ref = ref.lower()
         matches = [n for n in self.nets.values() if n.id.startswith(ref) or n.bridge == ref]
         if len(matches) != 1:
             raise NotFound(f"no single pynet network matches {ref!r}" if not matches
                            else f"{ref!r} matches {len(matches)} networks; give more of the ID")
         return matches[0]
+
+
+def _kernel_port_range() -> tuple[int, int]:
+    try:
+        return parse_port_range(sysctl.read("/proc/sys/net/ipv4/ip_local_port_range"))
+    except (OSError, PynetError):
+        return (32768, 60999)

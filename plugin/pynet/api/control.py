@@ -6,7 +6,9 @@ import json
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, options
+from ..errors import InvalidRequest
+from ..model import to_dict
 from .protocol import read_body
 
 
@@ -31,6 +33,7 @@ def routes(service, cfg) -> list[web.RouteDef]:
             "link_prefix": cfg.link_prefix,
             "networks": len(service.nets),
             "endpoints": sum(len(n.endpoints) for n in service.nets.values()),
+            "published_ports": len(service.port_index),
             "state_problems": service.store.problems,
             "leftovers_removed_at_start": service.leftovers_removed,
             "leftovers_now": await service.find_leftovers(),
@@ -41,7 +44,28 @@ def routes(service, cfg) -> list[web.RouteDef]:
         await read_body(request)
         return _json(await service.reconcile())
 
+    async def list_ports(request):
+        q = request.query
+        return _json(service.list_ports(q.get("network", ""), q.get("endpoint", "")))
+
+    def _port_args(body: dict) -> tuple[str, str, list[str]]:
+        specs = body.get("ports")
+        if not isinstance(specs, list) or not specs or not all(isinstance(x, str) for x in specs):
+            raise InvalidRequest("ports must be a non-empty list of [IP:][HOSTPORT:]PORT[/PROTO] strings")
+        return options.object_id(body, "NetworkID"), options.object_id(body, "EndpointID"), specs
+
+    async def add_ports(request):
+        added = await service.add_ports(*_port_args(await read_body(request)))
+        return _json([to_dict(b) for b in added])
+
+    async def remove_ports(request):
+        removed = await service.remove_ports(*_port_args(await read_body(request)))
+        return _json([to_dict(b) for b in removed])
+
     return [
+        web.get("/pynet/v1/ports", list_ports),
+        web.post("/pynet/v1/ports/add", add_ports),
+        web.post("/pynet/v1/ports/rm", remove_ports),
         web.get("/pynet/v1/networks", networks),
         web.get("/pynet/v1/networks/{ref}", network),
         web.get("/pynet/v1/status", status),

@@ -129,7 +129,9 @@ class Links:
             raise KernelError(f"bridge {master} is missing")
         await self._call(f"attach {host} to {master}", "link", "set", index=link.index, master=bridge.index,
                          ifalias=alias, state="up")
-        await self._call(f"set isolation on {host}", "brport", "set", index=link.index, isolated=1 if isolated else 0)
+        # hairpin: a container may reach its own published port through a host address.
+        await self._call(f"set bridge port flags on {host}", "brport", "set", index=link.index,
+                         isolated=1 if isolated else 0, mode=1)  # IFLA_BRPORT_MODE = hairpin
         return created
 
     async def addresses(self) -> list[tuple[str, str]]:

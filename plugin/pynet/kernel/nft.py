@@ -1,7 +1,8 @@
-"""libnftables (Debian's python3-nftables) behind one lock, with JSON in and out.
+"""libnftables (Debian's python3-nftables) behind one lock.
 
-libnftables is synchronous; batches run in a worker thread so a large batch
-(thousands of map elements) never stalls the event loop.
+Changes go in as nft scripts (one script = one transaction); listings come back
+as JSON. libnftables is synchronous: scripts run in a worker thread so a large
+batch (thousands of map elements) never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ class Nft:
         self._nft.set_handle_output(True)
         self._lock = threading.Lock()
 
-    def _run(self, cmds: list[dict]) -> None:
+    def _run(self, lines: list[str]) -> None:
         with self._lock:
-            rc, _out, err = self._nft.json_cmd({"nftables": cmds})
+            rc, _out, err = self._nft.cmd("\n".join(lines) + "\n")
         if rc != 0:
-            raise KernelError(f"nftables refused the change: {err.strip() or rc}")
+            raise KernelError(f"nftables refused the change: {err.strip()[:2000] or rc}")
 
     def _list(self, what: str) -> list[dict] | None:
         with self._lock:
@@ -35,9 +36,10 @@ class Nft:
             return None
         return json.loads(out).get("nftables", []) if out else []
 
-    async def run(self, cmds: list[dict]) -> None:
-        if cmds:
-            await asyncio.to_thread(self._run, cmds)
+    async def run(self, lines: list[str]) -> None:
+        """Apply nft script lines as one transaction."""
+        if lines:
+            await asyncio.to_thread(self._run, lines)
 
     async def list(self, what: str) -> list[dict] | None:
         """`nft list <what>` as JSON objects, or None when it does not exist."""
