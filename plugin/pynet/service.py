@@ -341,8 +341,14 @@ class Service:
         sandbox = body.get("SandboxKey") or ""
         if not isinstance(sandbox, str):
             raise options.InvalidRequest("SandboxKey must be a string")
+        opts = body.get("Options") or {}
+        if not isinstance(opts, dict):
+            raise options.InvalidRequest("Options must be an object")
+        # Docker sends the port map here too (and, for --internal, only here).
+        mappings = options.parse_portmap(opts.get("com.docker.network.portmap"))
         async with self._locks[net_id]:
             net, ep = self.endpoint(net_id, ep_id)
+            self._check_ports_allowed(net, mappings)
             # After a reboot Docker joins endpoints whose veth went with the old namespace.
             await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
                                          self._alias(ep.id), not net.icc)

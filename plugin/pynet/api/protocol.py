@@ -82,6 +82,8 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
         async def h(request: web.Request) -> web.Response:
             body = await read_body(request)
             request["call_fields"] = call_fields(body)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("request", extra={"fields": {"call": request.path, "body": body}})
             return reply(await fn(body))
         return h
 
