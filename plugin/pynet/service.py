@@ -89,8 +89,14 @@ class Service:
                     link = await self.links.get(ep.host_if)
                     if link is None:
                         # The container side went with its namespace (reboot, crash): Docker
-                        # calls CreateEndpoint/Join again or deletes the endpoint.
+                        # joins it again (and re-programs its ports) or deletes it. Until then
+                        # it holds no host port, so a ghost cannot block a new container.
                         report["endpoints_missing"].append(ep.id[:12])
+                        if ep.bindings:
+                            for b in ep.bindings:
+                                self.port_index.remove(ep.id, b)
+                            ep.bindings = []
+                            self.store.save(net)
                         continue
                     try:
                         await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
@@ -283,12 +289,20 @@ class Service:
             if old is not None:
                 ep = old  # Docker retried, or re-creates after a reboot: make it whole again
             else:
-                for other in net.endpoints.values():
-                    if ep.ipv4 and other.ipv4 and ipaddress.ip_interface(other.ipv4).ip == ipaddress.ip_interface(ep.ipv4).ip:
+                for other in list(net.endpoints.values()):
+                    same_ip = ep.ipv4 and other.ipv4 and \
+                        ipaddress.ip_interface(other.ipv4).ip == ipaddress.ip_interface(ep.ipv4).ip
+                    if not same_ip and other.mac != ep.mac:
+                        continue
+                    if await self.links.get(other.host_if) is None:
+                        # A ghost: Docker dropped this endpoint while pynet was down (its
+                        # DeleteEndpoint never arrived) and handed its address out again.
+                        await self._forget_endpoint(net, other, "stale: its address is handed out again")
+                        continue
+                    if same_ip:
                         raise Conflict(f"address {ep.ipv4} is already used by endpoint {other.id[:12]}")
-                    if other.mac == ep.mac:
-                        raise Conflict(f"MAC address {ep.mac} is already used by endpoint {other.id[:12]} on "
-                                       f"this network; pick another --mac-address")
+                    raise Conflict(f"MAC address {ep.mac} is already used by endpoint {other.id[:12]} on "
+                                   f"this network; pick another --mac-address")
             undo = Undo()
             try:
                 if await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
@@ -302,6 +316,13 @@ class Service:
                 await undo.run()
                 raise
         return {"Interface": {"MacAddress": ep.mac}} if not ep.mac_from_docker else {}
+
+    async def _forget_endpoint(self, net: Network, ep: Endpoint, why: str) -> None:
+        log.warning("endpoint removed", extra={"fields": {"endpoint": ep.id[:12], "why": why}})
+        await self._unpublish(net, ep, ep.bindings)
+        await self._teardown_endpoint(ep)
+        net.endpoints.pop(ep.id, None)
+        self.store.save(net)
 
     async def _teardown_endpoint(self, ep: Endpoint) -> list[str]:
         errors = []

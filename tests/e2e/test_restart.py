@@ -64,3 +64,30 @@ def test_dockerd_restart_brings_containers_back_networked(nets, ctrs, daemon, ou
     time.sleep(0.5)
     assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout
     assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
+
+
+def test_simulated_host_reboot(nets, ctrs, daemon, outside):
+    """Kernel objects gone, state kept, dockerd restarted: containers come back networked, ports too."""
+    from test_ports import PAGE, fetch
+
+    net = nets.create("boot")
+    web = ctrs.start("bootweb", "--restart", "always", "--net", net, "-p", "18160:80",
+                     IMAGE, "httpd", "-f", "-p", "80")
+    assert PAGE in fetch(f"http://{OUT4_HOST}:18160/", outside.name)
+    daemon.kill9()
+    pid = sh("pgrep", "-x", "dockerd").stdout.split()[0]
+    sh("kill", "-TERM", pid)  # containers stop; pynet is down, so Docker's DeleteEndpoint calls fail
+    wait_for(lambda: sh("kill", "-0", pid, check=False).returncode != 0, timeout=60, what="dockerd exit")
+    # What a reboot takes away: every pynet link and the nftables table.
+    for name in links_with_prefix():
+        sh("ip", "link", "del", name, check=False)
+    sh("nft", "delete", "table", "inet", daemon.env()["PYNET_TABLE"], check=False)
+    assert links_with_prefix() == []
+    daemon.start()  # as a boot service would, before dockerd
+    sh("bash", "scripts/dockerd.sh", timeout=120)
+    wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", web, check=False).stdout.strip() == "true",
+             timeout=90, what="container restarted")
+    wait_for(lambda: PAGE in (fetch(f"http://{OUT4_HOST}:18160/", outside.name) or ""), timeout=20,
+             what="published port after reboot")
+    assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout
+    assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
