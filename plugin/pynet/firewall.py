@@ -17,12 +17,16 @@ class Firewall:
         self.prefix = prefix
 
     async def rebuild(self, networks: list[Network]) -> None:
-        await self.nft.run(ruleset.full(self.table, networks))
+        await self.nft.run(ruleset.full(self.table, [n for n in networks if n.mode == "nat"]))
 
     async def add_network(self, net: Network) -> None:
+        if net.mode != "nat":
+            return  # LAN modes: containers are not behind the host
         await self.nft.run(ruleset.element_lines(self.table, "add", ruleset.elements(net)))
 
     async def remove_network(self, net: Network) -> None:
+        if net.mode != "nat":
+            return
         bindings = [b for ep in net.endpoints.values() for b in ep.bindings]
         await self.nft.run(ruleset.element_lines(self.table, "delete", ruleset.binding_elements(bindings, False))
                            + ruleset.element_lines(self.table, "delete", ruleset.elements(net)))
@@ -49,6 +53,7 @@ class Firewall:
         and custom bridge names of pynet networks (`forget` = names of networks
         just deleted). Returns the families where the chain exists.
         """
+        networks = [n for n in networks if n.mode == "nat"]
         wanted = ruleset.docker_user_wanted(self.prefix, networks)
         ours = {self.prefix + "*", *forget, *(n.bridge for n in networks if n.custom_bridge)}
         seen = []

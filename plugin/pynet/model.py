@@ -68,10 +68,21 @@ class Network:
     ipv6: bool = False
     host_binding_ipv4: str = ""
     custom_bridge: bool = False  # bridge name given by the user (not our prefix)
+    # transparent / l2bridge
+    parent: str = ""  # interface on the LAN (may be a VLAN sub-interface pynet creates)
+    vlan_base: str = ""  # for parent "eth0.50": "eth0"
+    vlan: int = 0
+    host_shim: bool = True
+    shim: str = ""  # host's macvlan on parent, so the host reaches its containers
+    macvlan_mode: str = "bridge"
     v4: list[Subnet] = field(default_factory=list)
     v6: list[Subnet] = field(default_factory=list)
     options: dict = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    @property
+    def lan(self) -> bool:
+        return self.mode in ("transparent", "l2bridge")
 
     def gateways(self) -> list[str]:
         return [s.gateway for s in self.v4 + self.v6 if s.gateway]

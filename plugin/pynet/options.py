@@ -136,12 +136,15 @@ def parse_network(body: dict, prefix: str) -> Network:
     mode = user.get("mode", "nat").strip().lower()
     if mode not in MODES:
         raise InvalidOption(f"option mode must be one of {', '.join(MODES)}, got {user.get('mode')!r}")
-    if mode != "nat":
-        raise InvalidOption(
-            f"mode={mode} is not available in this pynet version yet; use mode=nat (the default)"
-        )
-    for key in LAN_ONLY & user.keys():
-        raise InvalidOption(f"option {key} is only for mode=transparent or mode=l2bridge, not mode={mode}")
+    if mode == "l2bridge":
+        raise InvalidOption("mode=l2bridge is not available in this pynet version yet; "
+                            "use mode=nat (the default) or mode=transparent")
+    if mode == "nat":
+        for key in sorted(LAN_ONLY & user.keys()):
+            raise InvalidOption(f"option {key} is only for mode=transparent or mode=l2bridge, not mode={mode}")
+    else:
+        for key in sorted(NAT_ONLY & user.keys()):
+            raise InvalidOption(f"option {key} is only for mode=nat, not mode={mode}")
 
     internal = parse_bool("internal", opts.get("com.docker.network.internal", False))
     ipv6 = parse_bool("--ipv6", opts.get("com.docker.network.enable_ipv6", False))
@@ -178,8 +181,34 @@ def parse_network(body: dict, prefix: str) -> Network:
         raise InvalidOption(
             f"option container_iface_prefix must be 1-10 lowercase letters/digits, got {iface_prefix!r}"
         )
+    lan: dict = {}
+    if mode != "nat":
+        if internal:
+            raise InvalidOption(f"--internal is not possible with mode={mode}: its containers are on the LAN; "
+                                "use mode=nat for an internal network")
+        if not user.get("parent"):
+            raise InvalidOption(f"mode={mode} needs -o parent=<host interface on the LAN> (e.g. eth0 or eth0.50)")
+        parent = valid_ifname("parent", user["parent"])
+        lan = {"parent": parent, "host_shim": parse_bool("host_shim", user.get("host_shim", True))}
+        m = re.fullmatch(r"(.+)\.(\d+)", parent)
+        if m:
+            vlan = int(m.group(2))
+            if not 1 <= vlan <= 4094:
+                raise InvalidOption(f"VLAN id {vlan} of parent {parent} must be 1-4094")
+            lan.update(vlan_base=m.group(1), vlan=vlan)
+        mv_mode = user.get("macvlan_mode", "bridge")
+        if mv_mode not in ("bridge", "private", "vepa", "passthru"):
+            raise InvalidOption(f"option macvlan_mode must be bridge, private, vepa or passthru, got {mv_mode!r}")
+        lan["macvlan_mode"] = mv_mode
+        if lan["host_shim"]:
+            lan["shim"] = link_name(prefix, "s", net_id)
     custom = "bridge_name" in user
-    bridge = valid_ifname("bridge_name", user["bridge_name"]) if custom else link_name(prefix, "n", net_id)
+    if mode != "nat":
+        bridge = ""
+    elif custom:
+        bridge = valid_ifname("bridge_name", user["bridge_name"])
+    else:
+        bridge = link_name(prefix, "n", net_id)
     return Network(
         id=net_id,
         mode=mode,
@@ -194,6 +223,7 @@ def parse_network(body: dict, prefix: str) -> Network:
         v4=v4,
         v6=v6,
         options=user,
+        **lan,
     )
 
 
@@ -292,7 +322,7 @@ def parse_endpoint(body: dict, net: Network, prefix: str) -> Endpoint:
             if ip.version != version:
                 raise InvalidOption(f"endpoint {name} {value!r} is not IPv{version}")
     if not address:
-        raise InvalidOption("mode=nat needs an IPv4 address from Docker's IPAM for each container")
+        raise InvalidOption(f"mode={net.mode} needs an IPv4 address from the IPAM driver for each container")
     mac = iface.get("MacAddress") or ""
     from_docker = bool(mac)
     if not mac and opts.get("com.docker.network.endpoint.macaddress"):
@@ -304,7 +334,7 @@ def parse_endpoint(body: dict, net: Network, prefix: str) -> Endpoint:
     return Endpoint(
         id=ep_id,
         network_id=net.id,
-        host_if=link_name(prefix, "h", ep_id),
+        host_if=link_name(prefix, "h", ep_id) if net.mode == "nat" else "",
         peer_if=link_name(prefix, "k", ep_id),
         mac=mac,
         ipv4=address,

@@ -19,6 +19,9 @@ from .config import Config, parse_port_range
 from .errors import Conflict, InvalidOption, KernelError, NotFound, PynetError
 from .kernel import sysctl
 from .model import Binding, Endpoint, Network, to_dict
+from .modes import Mode
+from .modes.nat import NatMode
+from .modes.transparent import TransparentMode
 from .store import Store
 
 log = logging.getLogger("pynet.service")
@@ -61,7 +64,11 @@ class Service:
         self.port_range = parse_port_range(cfg.port_range) if cfg.port_range else _kernel_port_range()
         self.port_probe = ports.host_port_free
         self.leftovers_removed: list[str] = []
-        kinds = "nhk"
+        self.modes: dict[str, Mode] = {
+            "nat": NatMode(links, self.sysctl, cfg.owner_tag),
+            "transparent": TransparentMode(links, self.sysctl, cfg.owner_tag),
+        }
+        kinds = "nhks"
         n = 15 - len(cfg.link_prefix) - 1
         self._our_name = re.compile(re.escape(cfg.link_prefix) + f"[{kinds}][0-9a-f]{{{n}}}$")
 
@@ -74,20 +81,21 @@ class Service:
         await self.reconcile()
 
     async def reconcile(self) -> dict:
-        report = {"bridges_created": [], "leftovers_removed": [], "endpoints_missing": [], "errors": []}
+        report = {"links_created": [], "leftovers_removed": [], "endpoints_missing": [], "errors": []}
         async with self._nets_lock:
             nets = list(self.nets.values())
             if nets:
                 self._forwarding(any(n.ipv6 for n in nets))
             for net in nets:
+                mode = self.mode(net)
                 try:
-                    if await self._ensure_bridge(net):
-                        report["bridges_created"].append(net.bridge)
+                    undo = Undo()
+                    await mode.ensure_network(net, undo)
+                    report["links_created"] += [what for what, _fn, _a in undo.steps]
                 except PynetError as e:
                     report["errors"].append(f"network {net.id[:12]}: {e}")
-                for ep in net.endpoints.values():
-                    link = await self.links.get(ep.host_if)
-                    if link is None:
+                for ep in list(net.endpoints.values()):
+                    if not await mode.endpoint_alive(ep):
                         # The container side went with its namespace (reboot, crash): Docker
                         # joins it again (and re-programs its ports) or deletes it. Until then
                         # it holds no host port, so a ghost cannot block a new container.
@@ -99,8 +107,7 @@ class Service:
                             self.store.save(net)
                         continue
                     try:
-                        await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
-                                                     self._alias(ep.id), not net.icc)
+                        await mode.repair_endpoint(net, ep)
                     except PynetError as e:
                         report["errors"].append(f"endpoint {ep.id[:12]}: {e}")
             report["leftovers_removed"] = await self._remove_leftovers()
@@ -111,11 +118,9 @@ class Service:
         return report
 
     def expected_links(self) -> set[str]:
-        names = set()
+        names: set[str] = set()
         for net in self.nets.values():
-            names.add(net.bridge)
-            for ep in net.endpoints.values():
-                names.update((ep.host_if, ep.peer_if))
+            names |= self.mode(net).link_names(net)
         return names
 
     async def find_leftovers(self) -> list[str]:
@@ -161,20 +166,13 @@ class Service:
                 await self.sync_docker_user()
 
     # ---------------------------------------------------------------- helpers
-    def _alias(self, object_id: str) -> str:
-        return self.cfg.owner_tag + object_id
+    def mode(self, net: Network) -> Mode:
+        return self.modes[net.mode]
 
     def _forwarding(self, ipv6: bool) -> None:
         self.sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         if ipv6:
             self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
-
-    async def _ensure_bridge(self, net: Network) -> bool:
-        created = await self.links.ensure_bridge(net.bridge, self._alias(net.id), net.mtu, net.gateways(), net.ipv6)
-        # Lets 127.0.0.1 -> published port be routed to the bridge (then masqueraded);
-        # raw_pre drops 127.0.0.0/8 arriving from anywhere else, so it stays local.
-        self.sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
-        return created
 
     async def _rebuild_firewall(self, why: str) -> None:
         log.warning("nftables out of step, rebuilding the table", extra={"fields": {"why": why}})
@@ -202,14 +200,14 @@ class Service:
             if old is not None:
                 if to_dict(old) | {"endpoints": {}} != to_dict(net) | {"endpoints": {}}:
                     raise Conflict(f"network {net.id[:12]} already exists with other settings")
-                await self._ensure_bridge(old)  # a retry after a crash: make sure it is whole
+                await self.mode(old).ensure_network(old, Undo())  # a retry after a crash: make it whole
                 return {}
             await self._check_conflicts(net)
             undo = Undo()
             try:
-                self._forwarding(net.ipv6)
-                if await self._ensure_bridge(net):
-                    undo.push("delete bridge", self.links.delete, net.bridge)
+                if net.mode == "nat":
+                    self._forwarding(net.ipv6)
+                await self.mode(net).ensure_network(net, undo)
                 await self.firewall.add_network(net)
                 undo.push("remove firewall elements", self.firewall.remove_network, net)
                 self.nets[net.id] = net
@@ -223,29 +221,14 @@ class Service:
 
     async def _check_conflicts(self, net: Network) -> None:
         mine = [ipaddress.ip_network(s.pool) for s in net.v4 + net.v6]
+        await self.mode(net).check(net, list(self.nets.values()))
         for other in self.nets.values():
-            if other.bridge == net.bridge:
-                raise Conflict(f"bridge_name {net.bridge} is already used by pynet network {other.id[:12]}; "
-                               f"pick another -o bridge_name")
             for s in other.v4 + other.v6:
                 theirs = ipaddress.ip_network(s.pool)
                 for m in mine:
                     if m.version == theirs.version and m.overlaps(theirs):
                         raise Conflict(f"subnet {m} overlaps {theirs} of pynet network {other.id[:12]}; "
                                        f"pick another --subnet")
-        own = {n.bridge for n in self.nets.values()}
-        for ifname, cidr in await self.links.addresses():
-            if ifname in own or ifname == net.bridge:
-                continue
-            iface = ipaddress.ip_interface(cidr)
-            if iface.ip.is_link_local or iface.ip.is_loopback:
-                continue
-            for m in mine:
-                if m.version == iface.version and m.overlaps(iface.network):
-                    raise Conflict(f"subnet {m} overlaps {cidr} on host interface {ifname}; pick another --subnet")
-        link = await self.links.get(net.bridge)
-        if link is not None and not link.alias.startswith(self.cfg.owner_tag):
-            raise Conflict(f"interface {net.bridge} already exists and is not pynet's; pick another -o bridge_name")
 
     async def delete_network(self, body: dict) -> dict:
         net_id = options.object_id(body, "NetworkID")
@@ -254,13 +237,12 @@ class Service:
             if net is None:
                 return {}  # already gone
             async with self._locks[net_id]:
+                mode = self.mode(net)
                 errors = []
                 for ep in list(net.endpoints.values()):
-                    errors += await self._teardown_endpoint(ep)
-                try:
-                    await self.links.delete(net.bridge)
-                except PynetError as e:
-                    errors.append(f"bridge: {e}")
+                    errors += await mode.delete_endpoint(net, ep)
+                others = [n for n in self.nets.values() if n.id != net_id]
+                errors += await mode.delete_network(net, others)
                 if errors:
                     # Keep the state so that `docker network rm` can be retried.
                     raise KernelError(f"network {net_id[:12]} not fully removed: {'; '.join(errors)}")
@@ -294,7 +276,7 @@ class Service:
                         ipaddress.ip_interface(other.ipv4).ip == ipaddress.ip_interface(ep.ipv4).ip
                     if not same_ip and other.mac != ep.mac:
                         continue
-                    if await self.links.get(other.host_if) is None:
+                    if not await self.mode(net).endpoint_alive(other):
                         # A ghost: Docker dropped this endpoint while pynet was down (its
                         # DeleteEndpoint never arrived) and handed its address out again.
                         await self._forget_endpoint(net, other, "stale: its address is handed out again")
@@ -305,9 +287,7 @@ class Service:
                                    f"this network; pick another --mac-address")
             undo = Undo()
             try:
-                if await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
-                                                self._alias(ep.id), not net.icc):
-                    undo.push("delete veth", self.links.delete, ep.host_if)
+                await self.mode(net).ensure_endpoint(net, ep, undo)
                 if old is None:
                     net.endpoints[ep.id] = ep
                     undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
@@ -320,18 +300,9 @@ class Service:
     async def _forget_endpoint(self, net: Network, ep: Endpoint, why: str) -> None:
         log.warning("endpoint removed", extra={"fields": {"endpoint": ep.id[:12], "why": why}})
         await self._unpublish(net, ep, ep.bindings)
-        await self._teardown_endpoint(ep)
+        await self.mode(net).delete_endpoint(net, ep)
         net.endpoints.pop(ep.id, None)
         self.store.save(net)
-
-    async def _teardown_endpoint(self, ep: Endpoint) -> list[str]:
-        errors = []
-        for name in (ep.host_if, ep.peer_if):
-            try:
-                await self.links.delete(name)
-            except PynetError as e:
-                errors.append(f"{name}: {e}")
-        return errors
 
     async def delete_endpoint(self, body: dict) -> dict:
         net_id = options.object_id(body, "NetworkID")
@@ -344,7 +315,7 @@ class Service:
             if ep is None:
                 return {}  # already gone: Docker repeats this at start-up
             await self._unpublish(net, ep, ep.bindings)
-            errors = await self._teardown_endpoint(ep)
+            errors = await self.mode(net).delete_endpoint(net, ep)
             if errors:
                 raise KernelError(f"endpoint {ep_id[:12]} not fully removed: {'; '.join(errors)}")
             del net.endpoints[ep_id]
@@ -370,20 +341,12 @@ class Service:
         async with self._locks[net_id]:
             net, ep = self.endpoint(net_id, ep_id)
             self._check_ports_allowed(net, mappings)
-            # After a reboot Docker joins endpoints whose veth went with the old namespace.
-            await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge,
-                                         self._alias(ep.id), not net.icc)
+            # After a reboot Docker joins endpoints whose links went with the old namespace.
+            await self.mode(net).ensure_endpoint(net, ep, Undo())
             if ep.sandbox != sandbox:
                 ep.sandbox = sandbox
                 self.store.save(net)
-        reply: dict = {"InterfaceName": {"SrcName": ep.peer_if,
-                                         "DstPrefix": net.options.get("container_iface_prefix", "eth")}}
-        if not net.internal:
-            # A Gateway keeps Docker from adding docker_gwbridge; --internal has no way out.
-            reply["Gateway"] = str(ipaddress.ip_interface(net.v4[0].gateway).ip)
-            if net.v6 and ep.ipv6:
-                reply["GatewayIPv6"] = str(ipaddress.ip_interface(net.v6[0].gateway).ip)
-        return reply
+        return self.mode(net).join_reply(net, ep)
 
     async def leave(self, body: dict) -> dict:
         net_id = options.object_id(body, "NetworkID")
@@ -400,6 +363,9 @@ class Service:
 
     # ---------------------------------------------------------------- published ports
     def _check_ports_allowed(self, net: Network, mappings) -> None:
+        if mappings and net.lan:
+            raise InvalidOption(f"published ports (-p/-P) belong to mode=nat; containers of this mode={net.mode} "
+                                "network are reached at their own LAN address: remove -p/-P")
         if mappings and net.internal:
             raise InvalidOption("this network is --internal: it has no way in or out, so -p/-P cannot publish "
                                 "ports; remove -p/-P or use a network without --internal")

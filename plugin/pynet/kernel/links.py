@@ -134,6 +134,61 @@ class Links:
                          isolated=1 if isolated else 0, mode=1)  # IFLA_BRPORT_MODE = hairpin
         return created
 
+    async def ensure_macvlan(self, name: str, parent: str, mac: str, mode: str, mtu: int, alias: str) -> bool:
+        """A macvlan on `parent` (left down: Docker moves it into the container). True when created."""
+        link = await self.get(name)
+        if link is not None:
+            if link.kind != "macvlan":
+                raise KernelError(f"{name} exists and is not a macvlan")
+            return False
+        base = await self.get(parent)
+        if base is None:
+            raise KernelError(f"parent interface {parent} does not exist")
+        kw = {"mtu": mtu} if mtu else {}
+        await self._call(f"create macvlan {name} on {parent}", "link", "add", ifname=name, kind="macvlan",
+                         link=base.index, macvlan_mode=mode, address=mac, ifalias=alias, **kw)
+        return True
+
+    async def ensure_vlan(self, name: str, base: str, vlan_id: int, alias: str) -> bool:
+        """VLAN sub-interface `name` (e.g. eth0.50) of `base`, up. True when created."""
+        link = await self.get(name)
+        if link is not None:
+            return False
+        parent = await self.get(base)
+        if parent is None:
+            raise KernelError(f"interface {base} (base of VLAN parent {name}) does not exist")
+        try:
+            await self._call(f"create VLAN {name}", "link", "add", ifname=name, kind="vlan", link=parent.index,
+                             vlan_id=vlan_id, ifalias=alias)
+        except KernelError as e:
+            if "not supported" in str(e).lower() or "unknown" in str(e).lower():
+                raise KernelError(f"cannot create VLAN interface {name}: this kernel has no 802.1q VLAN support "
+                                  f"(module 8021q); create {name} by hand or use a kernel with 8021q") from None
+            raise
+        link = await self.get(name)
+        await self._call(f"set up {name}", "link", "set", index=link.index, state="up")
+        return True
+
+    async def set_up(self, name: str) -> None:
+        link = await self.get(name)
+        if link is None:
+            raise KernelError(f"interface {name} does not exist")
+        await self._call(f"set up {name}", "link", "set", index=link.index, state="up")
+
+    async def ensure_route(self, cidr: str, dev: str, src: str = "") -> None:
+        link = await self.get(dev)
+        if link is None:
+            raise KernelError(f"interface {dev} for route {cidr} does not exist")
+        kw = {"prefsrc": src} if src else {}
+        await self._call(f"route {cidr} via {dev}", "route", "replace", dst=cidr, oif=link.index, **kw)
+
+    async def delete_route(self, cidr: str, dev: str) -> None:
+        link = await self.get(dev)
+        if link is None:
+            return
+        await self._call(f"delete route {cidr}", "route", "del", dst=cidr, oif=link.index,
+                         ok_errnos=(errno.ESRCH, errno.ENOENT))
+
     async def addresses(self) -> list[tuple[str, str]]:
         """Every (interface name, CIDR) on the host, for overlap checks."""
         names = {link.index: link.name for link in await self.list()}

@@ -1,0 +1,129 @@
+"""transparent: containers on the LAN with their own MAC — a macvlan (bridge mode) per endpoint.
+
+macvlan hides a parent's children from the parent itself, so the host gets a
+shim: one more macvlan on the parent, without an address of its own, and a
+/32 (/128) route per container through it. Container replies to the host's
+address are answered by the shim (Linux answers ARP for any local address on
+any interface), so traffic flows both ways.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from ..errors import Conflict, InvalidOption
+from ..model import Endpoint, Network
+from . import Mode
+
+
+def host_routes(ep: Endpoint) -> list[str]:
+    out = []
+    if ep.ipv4:
+        out.append(f"{ipaddress.ip_interface(ep.ipv4).ip}/32")
+    if ep.ipv6:
+        out.append(f"{ipaddress.ip_interface(ep.ipv6).ip}/128")
+    return out
+
+
+class TransparentMode(Mode):
+    def link_names(self, net: Network) -> set[str]:
+        names = {net.shim} | {ep.peer_if for ep in net.endpoints.values()}
+        if net.vlan:
+            names.add(net.parent)
+        return names - {""}
+
+    async def check(self, net: Network, others: list[Network]) -> None:
+        if net.vlan:
+            if await self.links.get(net.vlan_base) is None:
+                raise InvalidOption(f"parent {net.parent}: its base interface {net.vlan_base} does not exist; "
+                                    f"check -o parent")
+        elif await self.links.get(net.parent) is None:
+            raise InvalidOption(f"parent interface {net.parent} does not exist; give an existing interface "
+                                f"on the LAN with -o parent=IFACE")
+        parent = await self.links.get(net.parent)
+        if parent is not None and parent.alias.startswith(self.owner_tag) and not net.vlan:
+            raise InvalidOption(f"parent {net.parent} is an interface pynet made; give a physical LAN interface")
+        for other in others:
+            if other.mode == "nat" and other.bridge == net.parent:
+                raise InvalidOption(f"parent {net.parent} is the bridge of pynet network {other.id[:12]}")
+            if other.lan and other.parent == net.parent and net.macvlan_mode == "passthru":
+                raise Conflict(f"macvlan_mode=passthru needs parent {net.parent} for itself, but network "
+                               f"{other.id[:12]} uses it")
+
+    async def _parent_users(self, net: Network, others: list[Network]) -> list[Network]:
+        return [o for o in others if o.lan and o.parent == net.parent and o.id != net.id]
+
+    async def _route_src(self, net: Network) -> str:
+        """The host's IPv4 address on the parent, preferably inside the network's subnet.
+
+        Routes to containers through the shim carry it as source, so a container
+        answers the host on the LAN (where the shim picks the answer up), not via
+        its default gateway with some other host address.
+        """
+        pool = ipaddress.ip_network(net.v4[0].pool) if net.v4 else None
+        candidates = [ipaddress.ip_interface(c) for name, c in await self.links.addresses()
+                      if name == net.parent and ":" not in c]
+        inside = [c for c in candidates if pool is not None and c.ip in pool]
+        best = (inside or candidates or [None])[0]
+        return str(best.ip) if best is not None else ""
+
+    async def _ensure_routes(self, net: Network, eps) -> None:
+        src = await self._route_src(net)
+        for ep in eps:
+            for cidr in host_routes(ep):
+                await self.links.ensure_route(cidr, net.shim, src if ":" not in cidr else "")
+
+    async def ensure_network(self, net: Network, undo) -> None:
+        if net.vlan and await self.links.ensure_vlan(net.parent, net.vlan_base, net.vlan, self.alias(net.id)):
+            undo.push("delete VLAN parent", self.links.delete, net.parent)
+        await self.links.set_up(net.parent)
+        if net.shim:
+            mac = _shim_mac(net.id)
+            if await self.links.ensure_macvlan(net.shim, net.parent, mac, "bridge", net.mtu, self.alias(net.id)):
+                undo.push("delete shim", self.links.delete, net.shim)
+            self.sysctl(f"/proc/sys/net/ipv6/conf/{net.shim}/disable_ipv6", "0") if net.ipv6 else None
+            await self.links.set_up(net.shim)
+            await self._ensure_routes(net, net.endpoints.values())
+
+    async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
+        names = [net.shim]
+        if net.vlan:
+            vlan = await self.links.get(net.parent)
+            # The VLAN goes with the last network using it, and only if pynet made it.
+            if vlan is not None and vlan.alias.startswith(self.owner_tag) and \
+                    not await self._parent_users(net, others):
+                names.append(net.parent)
+        return await self._delete_links(names)
+
+    async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
+        if await self.links.ensure_macvlan(ep.peer_if, net.parent, ep.mac, net.macvlan_mode, net.mtu,
+                                           self.alias(ep.id)):
+            undo.push("delete macvlan", self.links.delete, ep.peer_if)
+        if net.shim:
+            await self._ensure_routes(net, [ep])
+            for cidr in host_routes(ep):
+                undo.push("delete host route", self.links.delete_route, cidr, net.shim)
+
+    async def repair_endpoint(self, net: Network, ep: Endpoint) -> None:
+        if net.shim:
+            await self._ensure_routes(net, [ep])
+
+    async def endpoint_alive(self, ep: Endpoint) -> bool:
+        # The macvlan lives in the container's namespace once joined.
+        return bool(ep.sandbox and os.path.exists(ep.sandbox)) or await self.links.get(ep.peer_if) is not None
+
+    async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
+        errors = []
+        if net.shim:
+            for cidr in host_routes(ep):
+                try:
+                    await self.links.delete_route(cidr, net.shim)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(f"route {cidr}: {e}")
+        return errors + await self._delete_links([ep.peer_if])
+
+
+def _shim_mac(net_id: str) -> str:
+    raw = bytes.fromhex(net_id[:10])
+    return ":".join(f"{b:02x}" for b in b"\x02" + raw)

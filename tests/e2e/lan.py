@@ -1,0 +1,91 @@
+"""A LAN made of namespaces (design.md "Test topology").
+
+  [host] parent veth ──┐
+  [client ns] c0 ──────┤ br0 in [switch ns]
+  [router ns] r0 ──────┘        router: 10.77.0.1 / fd77::1, "beyond" 198.18.0.1 on its lo,
+                                optional dnsmasq as the LAN's DHCP server
+The host side of the first veth is the `parent` given to pynet.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from lib import TAG, Netns, sh
+
+SUBNET, SUBNET6 = "10.77.0.0/24", "fd77::/64"
+ROUTER, ROUTER6 = "10.77.0.1", "fd77::1"
+CLIENT, CLIENT6 = "10.77.0.20", "fd77::20"
+HOST, HOST6 = "10.77.0.10", "fd77::10"
+BEYOND = "198.18.0.1"  # an address behind the router
+DHCP_RANGE = ("10.77.0.200", "10.77.0.250")
+
+
+class Lan:
+    def __init__(self, label: str = "lan"):
+        self.switch = self.client = self.router = None
+        self.switch = Netns(f"{label}sw")
+        self.client = Netns(f"{label}cl")
+        self.router = Netns(f"{label}rt")
+        self.parent = f"pnt{TAG}{label[:3]}"
+        self.dnsmasq: subprocess.Popen | None = None
+        self.leases = Path(f"/tmp/pynet-{TAG}-{label}.leases")
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        s = self.switch.name
+        sh("ip", "link", "del", self.parent, check=False)
+        self.switch.run("ip", "link", "add", "br0", "type", "bridge")
+        self.switch.run("ip", "link", "set", "br0", "up")
+        sh("ip", "link", "add", self.parent, "type", "veth", "peer", "name", "uplink", "netns", s)
+        for ns, ifname in ((self.client, "c0"), (self.router, "r0")):
+            port = ifname[0] + "p"
+            sh("ip", "-n", ns.name, "link", "add", ifname, "type", "veth", "peer", "name", port, "netns", s)
+            self.switch.run("ip", "link", "set", port, "master", "br0", "up")
+            ns.run("ip", "link", "set", ifname, "up")
+        self.switch.run("ip", "link", "set", "uplink", "master", "br0", "up")
+        sh("ip", "addr", "add", f"{HOST}/24", "dev", self.parent)
+        sh("ip", "addr", "add", f"{HOST6}/64", "dev", self.parent, "nodad")
+        sh("ip", "link", "set", self.parent, "up")
+        self.client.run("ip", "addr", "add", f"{CLIENT}/24", "dev", "c0")
+        self.client.run("ip", "addr", "add", f"{CLIENT6}/64", "dev", "c0", "nodad")
+        self.router.run("ip", "addr", "add", f"{ROUTER}/24", "dev", "r0")
+        self.router.run("ip", "addr", "add", f"{ROUTER6}/64", "dev", "r0", "nodad")
+        self.router.run("ip", "addr", "add", f"{BEYOND}/32", "dev", "lo")
+        self.router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.client.run("ip", "route", "add", "default", "via", ROUTER)
+
+    def start_dhcp(self) -> None:
+        self.leases.unlink(missing_ok=True)
+        self.dnsmasq = subprocess.Popen(
+            ["ip", "netns", "exec", self.router.name, "dnsmasq", "--keep-in-foreground", "--no-daemon",
+             "--port=0", "--interface=r0", "--bind-interfaces", "--no-resolv", "--no-hosts",
+             f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,2m",
+             f"--dhcp-option=option:router,{ROUTER}", f"--dhcp-leasefile={self.leases}",
+             "--dhcp-authoritative", "--log-dhcp", f"--pid-file=/tmp/pynet-{TAG}-dnsmasq.pid"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        assert self.dnsmasq.poll() is None, self.dnsmasq.stderr.read()
+
+    def lease_lines(self) -> list[str]:
+        try:
+            return [line for line in self.leases.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def close(self) -> None:
+        if self.dnsmasq:
+            self.dnsmasq.kill()
+            self.dnsmasq.wait()
+            self.dnsmasq.stderr.close()
+        self.leases.unlink(missing_ok=True)
+        sh("ip", "link", "del", self.parent, check=False)
+        for ns in (self.client, self.router, self.switch):
+            if ns is not None:
+                ns.close()
