@@ -89,6 +89,7 @@ class Daemon:
             "PYNET_TABLE": TABLE,
             "PYNET_LOG_LEVEL": "debug",
             "PYNET_FIREWALL_CHECK_INTERVAL": "1",
+            "PYNET_DHCP_RENEW_AFTER": "3",  # renew DHCP leases every 3 s, so tests see renewals
         })
         env.update(self.extra_env)
         return env

@@ -40,9 +40,9 @@ def _ls(args) -> int:
         print(json.dumps(nets, indent=2))
         return 0
     names = client.docker_network_names()
-    rows = [("NETWORK ID", "NAME", "MODE", "BRIDGE", "SUBNETS", "ENDPOINTS")]
+    rows = [("NETWORK ID", "NAME", "MODE", "INTERFACE", "SUBNETS", "ENDPOINTS")]
     for n in nets:
-        rows.append((n["id"][:12], _name_or_id(names, n["id"]), n["mode"], n["bridge"],
+        rows.append((n["id"][:12], _name_or_id(names, n["id"]), n["mode"], n["bridge"] or n["parent"],
                      ",".join(n["subnets"]), str(n["endpoints"])))
     _table(rows)
     return 0

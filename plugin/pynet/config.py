@@ -36,6 +36,8 @@ class Config:
     firewall_check_interval: float = 5.0
     # Largest accepted request body, in bytes.
     max_body: int = 1 << 20
+    # DHCP: renew this many seconds after each ACK instead of at the server's T1 (0 = T1).
+    dhcp_renew_after: float = 0.0
 
     @property
     def driver_name(self) -> str:
@@ -109,6 +111,8 @@ def validate(cfg: Config) -> None:
         raise InvalidOption(f"table must match {_NAME_RE.pattern}, got {cfg.table!r}")
     if cfg.port_range:
         parse_port_range(cfg.port_range)
+    if cfg.dhcp_renew_after < 0:
+        raise InvalidOption("dhcp_renew_after must be >= 0 seconds")
     if not 0 < cfg.firewall_check_interval <= 3600:
         raise InvalidOption("firewall_check_interval must be between 0 and 3600 seconds")
 

@@ -75,6 +75,8 @@ class Network:
     host_shim: bool = True
     shim: str = ""  # host's macvlan on parent, so the host reaches its containers
     macvlan_mode: str = "bridge"
+    ipam: str = ""  # "dhcp" when addresses come from the LAN's DHCP server (--ipam-driver pynet)
+    leases: dict[str, dict] = field(default_factory=dict)  # MAC -> dhcp.Lease as dict
     v4: list[Subnet] = field(default_factory=list)
     v6: list[Subnet] = field(default_factory=list)
     options: dict = field(default_factory=dict)

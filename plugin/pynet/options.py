@@ -14,6 +14,7 @@ from .errors import InvalidOption, InvalidRequest
 from .model import MODES, Endpoint, Network, PortMapping, Subnet
 
 GENERIC = "com.docker.network.generic"
+DHCP_SPACE = "pynet-dhcp"  # address space of pynet's IPAM driver: addresses from the LAN's DHCP server
 # Option names users of Docker's bridge driver already type, mapped to pynet's.
 ALIASES = {
     "com.docker.network.bridge.name": "bridge_name",
@@ -182,6 +183,11 @@ def parse_network(body: dict, prefix: str) -> Network:
             f"option container_iface_prefix must be 1-10 lowercase letters/digits, got {iface_prefix!r}"
         )
     lan: dict = {}
+    spaces = {item.get("AddressSpace") for item in (body.get("IPv4Data") or []) if isinstance(item, dict)}
+    if DHCP_SPACE in spaces:
+        if mode != "transparent":
+            raise InvalidOption(f"--ipam-driver pynet (DHCP from the LAN) is for mode=transparent, not mode={mode}")
+        lan["ipam"] = "dhcp"
     if mode != "nat":
         if internal:
             raise InvalidOption(f"--internal is not possible with mode={mode}: its containers are on the LAN; "
@@ -189,7 +195,7 @@ def parse_network(body: dict, prefix: str) -> Network:
         if not user.get("parent"):
             raise InvalidOption(f"mode={mode} needs -o parent=<host interface on the LAN> (e.g. eth0 or eth0.50)")
         parent = valid_ifname("parent", user["parent"])
-        lan = {"parent": parent, "host_shim": parse_bool("host_shim", user.get("host_shim", True))}
+        lan.update(parent=parent, host_shim=parse_bool("host_shim", user.get("host_shim", True)))
         m = re.fullmatch(r"(.+)\.(\d+)", parent)
         if m:
             vlan = int(m.group(2))

@@ -68,6 +68,9 @@ class Service:
             "nat": NatMode(links, self.sysctl, cfg.owner_tag),
             "transparent": TransparentMode(links, self.sysctl, cfg.owner_tag),
         }
+        from .ipam import DhcpIpam
+
+        self.ipam = DhcpIpam(self)
         kinds = "nhks"
         n = 15 - len(cfg.link_prefix) - 1
         self._our_name = re.compile(re.escape(cfg.link_prefix) + f"[{kinds}][0-9a-f]{{{n}}}$")
@@ -79,6 +82,7 @@ class Service:
         self.nets = self.store.load_all()
         self.port_index = ports.PortIndex.from_networks(self.nets.values())
         await self.reconcile()
+        self.ipam.start_all()  # DHCP renewals go on across restarts
 
     async def reconcile(self) -> dict:
         report = {"links_created": [], "leftovers_removed": [], "endpoints_missing": [], "errors": []}
@@ -160,12 +164,16 @@ class Service:
 
     async def shutdown(self) -> None:
         """Clean stop: kernel objects stay (containers keep networking); an unused table goes."""
+        await self.ipam.stop()
         async with self._nets_lock:
             if not self.nets:
                 await self.firewall.delete_table()
                 await self.sync_docker_user()
 
     # ---------------------------------------------------------------- helpers
+    def lock(self, net_id: str) -> asyncio.Lock:
+        return self._locks[net_id]
+
     def mode(self, net: Network) -> Mode:
         return self.modes[net.mode]
 
@@ -246,6 +254,12 @@ class Service:
                 if errors:
                     # Keep the state so that `docker network rm` can be retried.
                     raise KernelError(f"network {net_id[:12]} not fully removed: {'; '.join(errors)}")
+                for mac, held in list(net.leases.items()):  # Docker releases them first; just in case
+                    self.ipam.stop_renewal(mac)
+                    try:
+                        await self.ipam.client.release(net.parent, ipam_lease(held))
+                    except Exception as e:  # noqa: BLE001 - the network goes anyway
+                        log.warning("DHCP release failed", extra={"fields": {"mac": mac, "error": str(e)}})
                 self.store.delete(net_id)
                 del self.nets[net_id]
                 for ep in net.endpoints.values():
@@ -346,6 +360,9 @@ class Service:
             if ep.sandbox != sandbox:
                 ep.sandbox = sandbox
                 self.store.save(net)
+            if net.ipam == "dhcp" and ep.mac in net.leases and sandbox:
+                # The lease was taken before the container existed; give the server its hostname.
+                asyncio.create_task(self.ipam.announce_hostname(net.id, ep.mac, sandbox))
         return self.mode(net).join_reply(net, ep)
 
     async def leave(self, body: dict) -> dict:
@@ -488,7 +505,8 @@ class Service:
     # ---------------------------------------------------------------- control API
     def summary(self, net: Network) -> dict:
         return {
-            "id": net.id, "mode": net.mode, "bridge": net.bridge, "internal": net.internal,
+            "id": net.id, "mode": net.mode, "bridge": net.bridge, "parent": net.parent, "shim": net.shim,
+            "ipam": net.ipam or "docker", "internal": net.internal,
             "ipv6": net.ipv6, "icc": net.icc, "masquerade": net.masquerade, "mtu": net.mtu,
             "subnets": [s.pool for s in net.v4 + net.v6],
             "gateways": [s.gateway for s in net.v4 + net.v6],
@@ -498,6 +516,7 @@ class Service:
     def detail(self, net: Network) -> dict:
         d = self.summary(net)
         d["options"] = net.options
+        d["leases"] = list(net.leases.values())
         d["endpoints"] = [
             {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if,
              "sandbox": ep.sandbox, "ports": [to_dict(p) for p in ep.ports]}
@@ -513,6 +532,12 @@ class Service:
             raise NotFound(f"no single pynet network matches {ref!r}" if not matches
                            else f"{ref!r} matches {len(matches)} networks; give more of the ID")
         return matches[0]
+
+
+def ipam_lease(held: dict):
+    from .dhcp import Lease
+
+    return Lease(**held)
 
 
 def _kernel_port_range() -> tuple[int, int]:

@@ -89,3 +89,50 @@ def test_two_vlans_on_one_parent(nets, ctrs, daemon, lan):
     docker("network", "rm", a, b)
     nets.made.clear()
     assert sh("ip", "link", "show", f"{lan.parent}.51", check=False).returncode != 0  # removed with its network
+
+
+def daemon_leases(daemon) -> list[dict]:
+    status, doc = daemon.call("/pynet/v1/leases", method="GET")
+    assert status == 200
+    return doc
+
+
+def test_dhcp_from_the_lan_server(nets, ctrs, daemon, lan):
+    from lan import DHCP_RANGE
+    from lib import DRIVER
+
+    lan.start_dhcp()
+    net = nets.create("trd", "--ipam-driver", DRIVER, "-o", "mode=transparent", "-o", f"parent={lan.parent}",
+                      "--subnet", SUBNET, "--gateway", ROUTER)
+    web = ctrs.start("trdweb", "--net", net, "--hostname", "dhcpweb", IMAGE, "httpd", "-f", "-p", "80")
+    ip = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", web).stdout.strip()
+    mac = ctrs.sh(web, "cat /sys/class/net/eth0/address").stdout.strip()
+    lo, hi = (int(x.rsplit(".", 1)[1]) for x in DHCP_RANGE)
+    assert ip.startswith("10.77.0.") and lo <= int(ip.rsplit(".", 1)[1]) <= hi, ip
+    # dnsmasq's lease file: "<expiry> <mac> <ip> <hostname> <client-id>"
+    wait_for(lambda: any(f" {mac} {ip} dhcpweb " in line for line in lan.lease_lines()), timeout=20,
+             what=f"lease of {mac} {ip} with hostname in {lan.lease_lines()}")
+    assert PAGE in (fetch(f"http://{ip}/", lan.client.name) or "")
+    assert ctrs.sh(web, f"ping -c1 -W2 {BEYOND}", check=False).returncode == 0
+    # Renewals go on (every 3 s in tests), and survive kill -9 of pynet.
+    wait_for(lambda: daemon_leases(daemon)[0]["renewals"] >= 1, timeout=20, what="a renewal")
+    daemon.kill9()
+    daemon.start()
+    before = daemon_leases(daemon)[0]["renewals"]
+    wait_for(lambda: daemon_leases(daemon)[0]["renewals"] > before, timeout=20, what="renewal after restart")
+    assert PAGE in (fetch(f"http://{ip}/", lan.client.name) or "")
+    # docker rm releases the lease at the server.
+    docker("rm", "-f", web)
+    wait_for(lambda: not any(mac in line for line in lan.lease_lines()), timeout=10, what="lease released")
+    assert daemon_leases(daemon) == []
+
+
+def test_dhcp_without_server_is_a_clear_error(nets, ctrs, daemon, lan):
+    from lib import DRIVER
+
+    net = nets.create("trn", "--ipam-driver", DRIVER, "-o", "mode=transparent", "-o", f"parent={lan.parent}",
+                      "--subnet", SUBNET, "--gateway", ROUTER)
+    p = docker("run", "--rm", "--net", net, IMAGE, "true", check=False, timeout=60)
+    assert p.returncode != 0 and "no DHCP server answered" in p.stderr, p.stderr
+    assert [n for n in links_with_prefix() if not n.startswith(PREFIX + "s")] == []
+    assert daemon_leases(daemon) == []

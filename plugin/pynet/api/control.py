@@ -62,7 +62,11 @@ def routes(service, cfg) -> list[web.RouteDef]:
         removed = await service.remove_ports(*_port_args(await read_body(request)))
         return _json([to_dict(b) for b in removed])
 
+    async def leases(_request):
+        return _json([dict(lease, network=n.id) for n in service.nets.values() for lease in n.leases.values()])
+
     return [
+        web.get("/pynet/v1/leases", leases),
         web.get("/pynet/v1/ports", list_ports),
         web.post("/pynet/v1/ports/add", add_ports),
         web.post("/pynet/v1/ports/rm", remove_ports),

@@ -64,7 +64,10 @@ async def errors_and_logs(request: web.Request, handler):
         return reply({"Err": err}, status)
     except PynetError as e:
         status, err = e.status, str(e)
-        return reply({"Err": err}, status)
+        doc = {"Err": err}
+        if request.path.startswith("/IpamDriver."):
+            doc["Error"] = err  # IPAM replies carry the error in-band too
+        return reply(doc, status)
     except Exception as e:  # noqa: BLE001 - the daemon must answer, not die
         log.exception("internal error")
         status, err = 500, f"pynet internal error: {e.__class__.__name__}: {e}"
@@ -115,5 +118,11 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
         "/NetworkDriver.DiscoverDelete": empty,
         "/NetworkDriver.AllocateNetwork": global_only,
         "/NetworkDriver.FreeNetwork": global_only,
+        "/IpamDriver.GetCapabilities": service.ipam.capabilities,
+        "/IpamDriver.GetDefaultAddressSpaces": service.ipam.default_spaces,
+        "/IpamDriver.RequestPool": service.ipam.request_pool,
+        "/IpamDriver.ReleasePool": service.ipam.release_pool,
+        "/IpamDriver.RequestAddress": service.ipam.request_address,
+        "/IpamDriver.ReleaseAddress": service.ipam.release_address,
     }
     return [web.post(path, handler(fn)) for path, fn in table.items()]
