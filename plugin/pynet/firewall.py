@@ -17,14 +17,24 @@ class Firewall:
         self.prefix = prefix
 
     async def rebuild(self, networks: list[Network]) -> None:
-        await self.nft.run(ruleset.full(self.table, [n for n in networks if n.mode == "nat"]))
+        await self.nft.run(ruleset.full(self.table, [n for n in networks if n.mode in ruleset.MODES]))
 
     async def add_network(self, net: Network) -> None:
         if net.mode != "nat":
-            return  # LAN modes: containers are not behind the host
+            return  # transparent: containers are not behind the host; l2bridge: per endpoint
         await self.nft.run(ruleset.element_lines(self.table, "add", ruleset.elements(net)))
 
+    async def add_endpoint(self, net: Network, ep) -> None:
+        if net.mode == "l2bridge":
+            await self.nft.run(ruleset.element_lines(self.table, "add", ruleset.endpoint_elements(ep)))
+
+    async def remove_endpoint(self, net: Network, ep) -> None:
+        if net.mode == "l2bridge":
+            await self.nft.run(ruleset.element_lines(self.table, "delete", ruleset.endpoint_elements(ep)))
+
     async def remove_network(self, net: Network) -> None:
+        if net.mode == "l2bridge":
+            await self.nft.run(ruleset.element_lines(self.table, "delete", ruleset.elements(net)))
         if net.mode != "nat":
             return
         bindings = [b for ep in net.endpoints.values() for b in ep.bindings]
@@ -53,7 +63,7 @@ class Firewall:
         and custom bridge names of pynet networks (`forget` = names of networks
         just deleted). Returns the families where the chain exists.
         """
-        networks = [n for n in networks if n.mode == "nat"]
+        networks = [n for n in networks if n.mode in ruleset.MODES]
         wanted = ruleset.docker_user_wanted(self.prefix, networks)
         ours = {self.prefix + "*", *forget, *(n.bridge for n in networks if n.custom_bridge)}
         seen = []

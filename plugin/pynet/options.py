@@ -40,6 +40,7 @@ NETWORK_KEYS = {
 # Keys only the LAN modes take; refused on nat so a typo is never silently ignored.
 LAN_ONLY = {"parent", "host_shim", "macvlan_mode"}
 NAT_ONLY = {"bridge_name", "icc", "masquerade", "host_binding_ipv4"}
+TRANSPARENT_ONLY = {"host_shim", "macvlan_mode"}  # l2bridge has no macvlan: the host routes
 
 _ID_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -137,15 +138,16 @@ def parse_network(body: dict, prefix: str) -> Network:
     mode = user.get("mode", "nat").strip().lower()
     if mode not in MODES:
         raise InvalidOption(f"option mode must be one of {', '.join(MODES)}, got {user.get('mode')!r}")
-    if mode == "l2bridge":
-        raise InvalidOption("mode=l2bridge is not available in this pynet version yet; "
-                            "use mode=nat (the default) or mode=transparent")
     if mode == "nat":
         for key in sorted(LAN_ONLY & user.keys()):
             raise InvalidOption(f"option {key} is only for mode=transparent or mode=l2bridge, not mode={mode}")
     else:
         for key in sorted(NAT_ONLY & user.keys()):
             raise InvalidOption(f"option {key} is only for mode=nat, not mode={mode}")
+    if mode == "l2bridge":
+        for key in sorted(TRANSPARENT_ONLY & user.keys()):
+            raise InvalidOption(f"option {key} is only for mode=transparent, not mode=l2bridge "
+                                f"(l2bridge routes through the host: no macvlan, no shim)")
 
     internal = parse_bool("internal", opts.get("com.docker.network.internal", False))
     ipv6 = parse_bool("--ipv6", opts.get("com.docker.network.enable_ipv6", False))
@@ -153,6 +155,9 @@ def parse_network(body: dict, prefix: str) -> Network:
     v6 = _ip_data(body, "IPv6Data", 6)
     if not v4:
         raise InvalidOption("mode=nat needs an IPv4 subnet from Docker's IPAM; do not use a null IPAM driver")
+    if ipv6 and mode == "l2bridge":
+        raise InvalidOption("mode=l2bridge is IPv4 only in this pynet version: leave out --ipv6 "
+                            "(or use mode=transparent, which carries IPv6)")
     if ipv6 and not v6:
         raise InvalidOption("--ipv6 needs an IPv6 subnet too: add --subnet with an IPv6 prefix (e.g. fd00:1::/64)")
     if v6 and not ipv6:
@@ -195,7 +200,8 @@ def parse_network(body: dict, prefix: str) -> Network:
         if not user.get("parent"):
             raise InvalidOption(f"mode={mode} needs -o parent=<host interface on the LAN> (e.g. eth0 or eth0.50)")
         parent = valid_ifname("parent", user["parent"])
-        lan.update(parent=parent, host_shim=parse_bool("host_shim", user.get("host_shim", True)))
+        shim = mode == "transparent" and parse_bool("host_shim", user.get("host_shim", True))
+        lan.update(parent=parent, host_shim=shim)
         m = re.fullmatch(r"(.+)\.(\d+)", parent)
         if m:
             vlan = int(m.group(2))
@@ -340,7 +346,7 @@ def parse_endpoint(body: dict, net: Network, prefix: str) -> Endpoint:
     return Endpoint(
         id=ep_id,
         network_id=net.id,
-        host_if=link_name(prefix, "h", ep_id) if net.mode == "nat" else "",
+        host_if=link_name(prefix, "h", ep_id) if net.mode in ("nat", "l2bridge") else "",
         peer_if=link_name(prefix, "k", ep_id),
         mac=mac,
         ipv4=address,

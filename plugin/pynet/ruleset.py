@@ -10,12 +10,15 @@ path does one lookup per kind, whatever the number of ports.
     set internal  ifname            bridges of --internal networks
     set masq      ifname            bridges whose traffic is masqueraded outward
     set subnets4/6  ifname . addr   (bridge, its subnet): hairpin source NAT
+    set l2b_ifs   ifname            host sides of l2bridge containers' veths
+    set l2b_src4  ifname . ipv4     (veth, the container's address): the only source it may send
     map pub4      ipv4 . proto . port : ipv4 . port   ports bound to one host IPv4 address
     map pub6      ipv6 . proto . port : ipv6 . port   ... one host IPv6 address
     map pubany4   proto . port : ipv4 . port          ports bound to every host IPv4 address
     map pubany6   proto . port : ipv6 . port          ... every host IPv6 address
     chain forward      isolation, --internal, nothing enters a network but DNAT
-    chain raw_pre      127.0.0.0/8 arriving from outside dropped before DNAT (moby#45610)
+    chain raw_pre      127.0.0.0/8 arriving from outside dropped before DNAT (moby#45610);
+                       spoofed sources from l2bridge containers dropped
     chain dnat_pre     published ports, for traffic arriving at the host
     chain dnat_out     the same for the host itself (localhost, its own addresses)
     chain postrouting  masquerade out; hairpin and localhost sources
@@ -40,7 +43,10 @@ SETS = {
     "intra": "ifname . ifname",
     "internal": "ifname",
     "masq": "ifname",
+    "l2b_ifs": "ifname",
+    "l2b_src4": "ifname . ipv4_addr",
 }
+MODES = ("nat", "l2bridge")  # modes with elements in the table
 # Interval sets: (bridge, subnet) pairs.
 INTERVAL_SETS = {
     "subnets4": "ifname . ipv4_addr",
@@ -82,6 +88,9 @@ def rules() -> dict[str, list[str]]:
     # Packets for 127.0.0.0/8 arriving on any other interface are martians; dropping them
     # before DNAT keeps ports bound to 127.0.0.1 local (Docker's moby#45610).
     r["raw_pre"].append('iifname != "lo" ip daddr 127.0.0.0/8 counter drop')
+    # l2bridge: a container sends with its own address only (IPv6: link-local only, l2bridge is IPv4).
+    r["raw_pre"].append("iifname @l2b_ifs iifname . ip saddr != @l2b_src4 counter drop")
+    r["raw_pre"].append("iifname @l2b_ifs ip6 saddr != fe80::/10 counter drop")
     for chain in ("dnat_pre", "dnat_out"):
         for fam, nfproto in (("ip", "ipv4"), ("ip6", "ipv6")):
             n = "4" if fam == "ip" else "6"
@@ -125,6 +134,11 @@ def _q(name: str) -> str:
 def elements(net: Network) -> dict[str, list[str]]:
     """Set elements a network contributes (nft syntax)."""
     out: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS)}
+    if net.mode == "l2bridge":
+        for ep in net.endpoints.values():
+            for name, items in endpoint_elements(ep).items():
+                out[name] += items
+        return out
     out["bridges"].append(_q(net.bridge))
     for sub in net.v4:
         out["subnets4"].append(f"{_q(net.bridge)} . {sub.pool}")
@@ -136,6 +150,12 @@ def elements(net: Network) -> dict[str, list[str]]:
     elif net.masquerade:
         out["masq"].append(_q(net.bridge))
     return out
+
+
+def endpoint_elements(ep) -> dict[str, list[str]]:
+    """Elements an l2bridge endpoint contributes: its veth and its one allowed source."""
+    ip = ep.ipv4.split("/")[0]
+    return {"l2b_ifs": [_q(ep.host_if)], "l2b_src4": [f"{_q(ep.host_if)} . {ip}"]}
 
 
 def binding_key(b: Binding) -> tuple[str, str]:

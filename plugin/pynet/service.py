@@ -21,6 +21,7 @@ from .kernel import sysctl
 from .model import Binding, Endpoint, Network, to_dict
 from .modes import Mode
 from .modes.nat import NatMode
+from .modes.l2bridge import L2BridgeMode
 from .modes.transparent import TransparentMode
 from .store import Store
 
@@ -67,6 +68,7 @@ class Service:
         self.modes: dict[str, Mode] = {
             "nat": NatMode(links, self.sysctl, cfg.owner_tag),
             "transparent": TransparentMode(links, self.sysctl, cfg.owner_tag),
+            "l2bridge": L2BridgeMode(links, self.sysctl, cfg.owner_tag),
         }
         from .ipam import DhcpIpam
 
@@ -302,6 +304,8 @@ class Service:
             undo = Undo()
             try:
                 await self.mode(net).ensure_endpoint(net, ep, undo)
+                await self.firewall.add_endpoint(net, ep)
+                undo.push("remove firewall elements", self.firewall.remove_endpoint, net, ep)
                 if old is None:
                     net.endpoints[ep.id] = ep
                     undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
@@ -314,6 +318,10 @@ class Service:
     async def _forget_endpoint(self, net: Network, ep: Endpoint, why: str) -> None:
         log.warning("endpoint removed", extra={"fields": {"endpoint": ep.id[:12], "why": why}})
         await self._unpublish(net, ep, ep.bindings)
+        try:
+            await self.firewall.remove_endpoint(net, ep)
+        except KernelError as e:
+            await self._rebuild_firewall(str(e))
         await self.mode(net).delete_endpoint(net, ep)
         net.endpoints.pop(ep.id, None)
         self.store.save(net)
@@ -329,6 +337,10 @@ class Service:
             if ep is None:
                 return {}  # already gone: Docker repeats this at start-up
             await self._unpublish(net, ep, ep.bindings)
+            try:
+                await self.firewall.remove_endpoint(net, ep)
+            except KernelError as e:
+                await self._rebuild_firewall(str(e))
             errors = await self.mode(net).delete_endpoint(net, ep)
             if errors:
                 raise KernelError(f"endpoint {ep_id[:12]} not fully removed: {'; '.join(errors)}")
@@ -357,6 +369,11 @@ class Service:
             self._check_ports_allowed(net, mappings)
             # After a reboot Docker joins endpoints whose links went with the old namespace.
             await self.mode(net).ensure_endpoint(net, ep, Undo())
+            await self.firewall.add_endpoint(net, ep)
+            try:
+                await self.mode(net).announce(net, ep)
+            except PynetError as e:
+                log.warning("announce failed", extra={"fields": {"endpoint": ep_id[:12], "error": str(e)}})
             if ep.sandbox != sandbox:
                 ep.sandbox = sandbox
                 self.store.save(net)

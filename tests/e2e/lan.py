@@ -73,6 +73,21 @@ class Lan:
         time.sleep(0.3)
         assert self.dnsmasq.poll() is None, self.dnsmasq.stderr.read()
 
+    def lock_uplink(self, mac: str) -> None:
+        """Port security on the switch port facing the host: only `mac` may send (a counted drop)."""
+        self.switch.run("nft", "add", "table", "bridge", "portsec")
+        self.switch.run("nft", "add", "chain", "bridge", "portsec", "pfwd",
+                        "{ type filter hook forward priority 0; policy accept; }")
+        self.switch.run("nft", "add", "chain", "bridge", "portsec", "pinp",
+                        "{ type filter hook input priority 0; policy accept; }")
+        for chain in ("pfwd", "pinp"):
+            self.switch.run("nft", "add", "rule", "bridge", "portsec", chain, "iifname", "uplink",
+                            "ether", "saddr", "!=", mac, "counter", "drop")
+
+    def uplink_drops(self) -> int:
+        out = self.switch.run("nft", "list", "table", "bridge", "portsec").stdout
+        return sum(int(line.split("packets ")[1].split()[0]) for line in out.splitlines() if "packets " in line)
+
     def lease_lines(self) -> list[str]:
         try:
             return [line for line in self.leases.read_text().splitlines() if line.strip()]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from pyroute2 import AsyncIPRoute
@@ -16,6 +17,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ..errors import KernelError
 
 IFA_F_NODAD = 0x02
+NTF_PROXY = 0x08
+RTNH_F_ONLINK = 0x04
 
 
 @dataclass
@@ -175,19 +178,66 @@ class Links:
             raise KernelError(f"interface {name} does not exist")
         await self._call(f"set up {name}", "link", "set", index=link.index, state="up")
 
-    async def ensure_route(self, cidr: str, dev: str, src: str = "") -> None:
+    async def ensure_route(self, cidr: str, dev: str, src: str = "", table: int = 0, gateway: str = "") -> None:
         link = await self.get(dev)
         if link is None:
             raise KernelError(f"interface {dev} for route {cidr} does not exist")
-        kw = {"prefsrc": src} if src else {}
-        await self._call(f"route {cidr} via {dev}", "route", "replace", dst=cidr, oif=link.index, **kw)
+        kw: dict = {"prefsrc": src} if src else {}
+        if table:
+            kw["table"] = table
+        if gateway:
+            kw.update(gateway=gateway, flags=RTNH_F_ONLINK)
+        await self._call(f"route {cidr} via {gateway or dev}" + (f" (table {table})" if table else ""),
+                         "route", "replace", dst=cidr, oif=link.index, **kw)
 
-    async def delete_route(self, cidr: str, dev: str) -> None:
+    async def delete_route(self, cidr: str, dev: str, table: int = 0) -> None:
         link = await self.get(dev)
         if link is None:
             return
+        kw = {"table": table} if table else {}
         await self._call(f"delete route {cidr}", "route", "del", dst=cidr, oif=link.index,
-                         ok_errnos=(errno.ESRCH, errno.ENOENT))
+                         ok_errnos=(errno.ESRCH, errno.ENOENT), **kw)
+
+    async def ensure_routed_veth(self, host: str, peer: str, mac: str, mtu: int, alias: str) -> bool:
+        """A veth pair whose host side is a routed port (no bridge), up. True when created."""
+        link = await self.get(host)
+        created = False
+        if link is None:
+            peer_kw = {"ifname": peer, "address": mac}
+            kw = {}
+            if mtu:
+                peer_kw["mtu"] = kw["mtu"] = mtu
+            await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw)
+            link = await self.get(host)
+            created = True
+        elif link.kind != "veth":
+            raise KernelError(f"{host} exists and is not a veth")
+        await self._call(f"set up {host}", "link", "set", index=link.index, ifalias=alias, state="up")
+        return created
+
+    async def ensure_rule(self, iif: str, table: int, priority: int, family: int = socket.AF_INET) -> None:
+        """`ip rule add iif IIF lookup TABLE priority P` (already there is fine)."""
+        await self._call(f"rule iif {iif} lookup {table}", "rule", "add", iifname=iif, table=table,
+                         priority=priority, family=family, ok_errnos=(errno.EEXIST,))
+
+    async def delete_rule(self, iif: str, table: int, priority: int, family: int = socket.AF_INET) -> None:
+        await self._call(f"delete rule iif {iif}", "rule", "del", iifname=iif, table=table, priority=priority,
+                         family=family, ok_errnos=(errno.ENOENT, errno.ESRCH))
+
+    async def ensure_proxy_neigh(self, ip: str, dev: str) -> None:
+        """`ip neigh add proxy IP dev DEV`: the host answers ARP/NS for IP on DEV with its own MAC."""
+        link = await self.get(dev)
+        if link is None:
+            raise KernelError(f"interface {dev} for proxy neighbour {ip} does not exist")
+        await self._call(f"proxy neighbour {ip} on {dev}", "neigh", "replace", dst=ip, ifindex=link.index,
+                         flags=NTF_PROXY, state=0)
+
+    async def delete_proxy_neigh(self, ip: str, dev: str) -> None:
+        link = await self.get(dev)
+        if link is None:
+            return
+        await self._call(f"delete proxy neighbour {ip}", "neigh", "del", dst=ip, ifindex=link.index,
+                         flags=NTF_PROXY, state=0, ok_errnos=(errno.ENOENT, errno.ESRCH))
 
     async def addresses(self) -> list[tuple[str, str]]:
         """Every (interface name, CIDR) on the host, for overlap checks."""

@@ -46,6 +46,9 @@ class Mode:
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
         raise NotImplementedError
 
+    async def announce(self, net: Network, ep: Endpoint) -> None:
+        """After Join: tell the LAN where the container's address lives (l2bridge)."""
+
     def join_reply(self, net: Network, ep: Endpoint) -> dict:
         reply: dict = {"InterfaceName": {"SrcName": ep.peer_if,
                                          "DstPrefix": net.options.get("container_iface_prefix", "eth")}}

@@ -1,0 +1,125 @@
+"""l2bridge: containers with LAN addresses, but only the host's MAC on the wire.
+
+Each container gets a routed veth (no bridge): the host routes between the
+LAN interface (`parent`) and the container, so every frame leaving parent
+carries parent's MAC whoever sent it, and frames for containers arrive at it.
+
+  LAN -> container   a proxy neighbour entry per container address on parent:
+                     the host answers ARP for it with parent's MAC, then
+                     forwards by a /32 route to the container's veth
+  container -> LAN   the container keeps its --subnet prefix and --gateway;
+                     proxy_arp on its veth makes the host answer for every
+                     address, and a policy rule (iif veth) sends its packets
+                     to a table per network: the subnet on parent, the
+                     containers' /32s, default via the LAN router. Sources
+                     are not NATed.
+  anti-spoofing      nftables drops packets from a container's veth whose
+                     source is not that container's address (firewall).
+  join               a gratuitous ARP on parent announces the address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from ..kernel import announce
+from ..model import Endpoint, Network
+from .transparent import TransparentMode
+
+RULE_PRIORITY = 20100
+
+
+def table_id(net: Network) -> int:
+    """A routing table per network, derived from its ID (above the reserved 0-255)."""
+    return 0x70000000 | int(net.id[:7], 16)
+
+
+class L2BridgeMode(TransparentMode):
+    uses_firewall = True
+
+    def link_names(self, net: Network) -> set[str]:
+        names = set()
+        for ep in net.endpoints.values():
+            names.update((ep.host_if, ep.peer_if))
+        if net.vlan:
+            names.add(net.parent)
+        return names - {""}
+
+    async def ensure_network(self, net: Network, undo) -> None:
+        if net.vlan and await self.links.ensure_vlan(net.parent, net.vlan_base, net.vlan, self.alias(net.id)):
+            undo.push("delete VLAN parent", self.links.delete, net.parent)
+        await self.links.set_up(net.parent)
+        self.sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        # Proxy ARP answers at once, not after a random delay of up to 0.8 s.
+        self.sysctl(f"/proc/sys/net/ipv4/neigh/{net.parent}/proxy_delay", "0")
+        table = table_id(net)
+        sub = net.v4[0]
+        await self.links.ensure_route(sub.pool, net.parent, table=table)
+        await self.links.ensure_route("0.0.0.0/0", net.parent, table=table,
+                                      gateway=str(ipaddress.ip_interface(sub.gateway).ip))
+        for ep in net.endpoints.values():
+            if await self.links.get(ep.host_if) is not None:
+                await self._ensure_host_side(net, ep)
+
+    async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
+        errors = []
+        table = table_id(net)
+        for cidr in (net.v4[0].pool, "0.0.0.0/0"):
+            try:
+                await self.links.delete_route(cidr, net.parent, table=table)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"route {cidr} (table {table}): {e}")
+        names = []
+        if net.vlan:
+            vlan = await self.links.get(net.parent)
+            if vlan is not None and vlan.alias.startswith(self.owner_tag) and \
+                    not await self._parent_users(net, others):
+                names.append(net.parent)
+        return errors + await self._delete_links(names)
+
+    async def _ensure_host_side(self, net: Network, ep: Endpoint) -> None:
+        ip = str(ipaddress.ip_interface(ep.ipv4).ip)
+        self.sysctl(f"/proc/sys/net/ipv4/conf/{ep.host_if}/proxy_arp", "1")
+        self.sysctl(f"/proc/sys/net/ipv4/neigh/{ep.host_if}/proxy_delay", "0")
+        self.sysctl(f"/proc/sys/net/ipv6/conf/{ep.host_if}/disable_ipv6", "1")
+        table = table_id(net)
+        await self.links.ensure_route(f"{ip}/32", ep.host_if, src=await self._route_src(net))
+        await self.links.ensure_route(f"{ip}/32", ep.host_if, table=table)
+        await self.links.ensure_rule(ep.host_if, table, RULE_PRIORITY)
+        await self.links.ensure_proxy_neigh(ip, net.parent)
+
+    async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
+        if await self.links.ensure_routed_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, self.alias(ep.id)):
+            undo.push("delete veth", self.links.delete, ep.host_if)
+        undo.push("delete rule and proxy entry", self._forget_host_side, net, ep)
+        await self._ensure_host_side(net, ep)
+
+    async def repair_endpoint(self, net: Network, ep: Endpoint) -> None:
+        await self._ensure_host_side(net, ep)
+
+    async def endpoint_alive(self, ep: Endpoint) -> bool:
+        return await self.links.get(ep.host_if) is not None
+
+    async def _forget_host_side(self, net: Network, ep: Endpoint) -> list[str]:
+        errors = []
+        ip = str(ipaddress.ip_interface(ep.ipv4).ip)
+        for what, fn, args in (
+            ("proxy neighbour", self.links.delete_proxy_neigh, (ip, net.parent)),
+            ("rule", self.links.delete_rule, (ep.host_if, table_id(net), RULE_PRIORITY, socket.AF_INET)),
+        ):
+            try:
+                await fn(*args)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"{what} {ip}: {e}")
+        return errors
+
+    async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
+        # The veth's routes go with it; the rule (by name) and the proxy entry (on parent) do not.
+        errors = await self._forget_host_side(net, ep)
+        return errors + await self._delete_links([ep.host_if])
+
+    async def announce(self, net: Network, ep: Endpoint) -> None:
+        parent = await self.links.get(net.parent)
+        if parent is not None and ep.ipv4:
+            announce.send_garp(net.parent, str(ipaddress.ip_interface(ep.ipv4).ip), parent.mac, count=2)
