@@ -141,8 +141,23 @@ def _table(rows) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+def _leases(args) -> int:
+    leases = client.call(client.find_socket(args.socket), "GET", "/pynet/v1/leases")
+    if args.json:
+        print(json.dumps(leases, indent=2))
+        return 0
+    rows = [("MAC", "ADDRESS", "SERVER", "HOSTNAME", "LEASE S", "RENEWALS", "NETWORK")]
+    names = client.docker_network_names()
+    for lease in leases:
+        rows.append((lease["mac"], f"{lease['ip']}/{lease['prefixlen']}", lease.get("server", ""),
+                     lease.get("hostname", "") or "-", str(lease.get("lease_time", "")),
+                     str(lease.get("renewals", 0)), _name_or_id(names, lease.get("network", ""))))
+    _table(rows)
+    return 0
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="pynet", description="pynet: Docker network driver (nat mode)")
+    p = argparse.ArgumentParser(prog="pynet", description="pynet: Docker network driver (nat, transparent, l2bridge)")
     p.add_argument("--socket", help="daemon socket (default: $PYNET_SOCKET, the legacy or managed plugin socket)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the driver daemon in the foreground")
@@ -166,6 +181,9 @@ def main(argv=None) -> int:
         ps.add_argument("spec", nargs="+", help="[IP:][HOSTPORT:]PORT[/tcp|udp|sctp]")
         ps.add_argument("--net", help="which pynet network, when the container is on several")
         ps.set_defaults(fn=_port_change)
+    s = sub.add_parser("leases", help="DHCP leases held for containers (--ipam-driver pynet)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_leases)
     s = sub.add_parser("doctor", help="check the kernel, Docker's firewall and leftovers")
     s.set_defaults(fn=_doctor)
     args = p.parse_args(argv)

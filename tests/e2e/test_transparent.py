@@ -6,7 +6,7 @@ import pytest
 
 from conftest import IMAGE
 from lan import BEYOND, CLIENT, HOST, ROUTER, SUBNET, Lan
-from lib import PREFIX, docker, links_with_prefix, sh, wait_for
+from lib import PREFIX, PYNET, docker, links_with_prefix, sh, wait_for
 from test_nat import bounded
 from test_ports import PAGE, fetch
 
@@ -114,6 +114,8 @@ def test_dhcp_from_the_lan_server(nets, ctrs, daemon, lan):
              what=f"lease of {mac} {ip} with hostname in {lan.lease_lines()}")
     assert PAGE in (fetch(f"http://{ip}/", lan.client.name) or "")
     assert ctrs.sh(web, f"ping -c1 -W2 {BEYOND}", check=False).returncode == 0
+    cli = sh(PYNET, "--socket", daemon.socket, "leases").stdout
+    assert mac in cli and ip in cli and net in cli, cli
     # Renewals go on (every 3 s in tests), and survive kill -9 of pynet.
     wait_for(lambda: daemon_leases(daemon)[0]["renewals"] >= 1, timeout=20, what="a renewal")
     daemon.kill9()
