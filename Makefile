@@ -32,3 +32,13 @@ test-e2e: images
 
 clean:
 	rm -rf .venv build *.egg-info plugin/*.egg-info .pytest_cache
+
+# Managed plugin (scripts/plugin.sh): build/plugin = rootfs + config.json, then
+# `docker plugin create pynet build/plugin` (an old `pynet` is removed first) and enable.
+# Networks: docker network create -d pynet:latest NET (Docker 20.10 needs the tag).
+.PHONY: plugin plugin-rm
+plugin: install dockerd
+	bash scripts/plugin.sh install pynet
+
+plugin-rm:
+	bash scripts/plugin.sh rm pynet
