@@ -1,0 +1,375 @@
+"""Fakes for kernel/ (links, nftables, sysctl) so the service runs without root.
+
+They are strict where the kernel is strict (an nft batch is all or nothing;
+deleting an element that is not there fails; elements go only into sets and
+maps the table declared), so a bug in what pynet asks for shows up here too.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+
+from aiohttp.test_utils import TestClient
+from aiohttp.web_exceptions import NotAppKeyWarning
+
+from pynet.errors import KernelError
+
+ID_A = "a" * 64
+ID_B = "b" * 64
+EP_1 = "1" * 64
+EP_2 = "2" * 64
+EP_3 = "3" * 64
+
+
+def nid(ch: str) -> str:
+    return ch * 64
+
+
+# ---------------------------------------------------------------- links
+
+@dataclass
+class Link:
+    name: str
+    alias: str = ""
+    kind: str = ""
+    master: str = ""
+    mac: str = ""
+    mtu: int = 0
+    up: bool = False
+    peer: str = ""
+    parent: str = ""
+    addrs: list[str] = field(default_factory=list)
+
+
+class FakeLinks:
+    """In-memory links with the same idempotent contract as kernel/links.py."""
+
+    def __init__(self, host_addrs: list[tuple[str, str]] = ()):
+        self.links: dict[str, Link] = {}
+        self.host_addrs = list(host_addrs)  # addresses on host interfaces that are not links of ours
+        self.routes: dict[str, tuple[str, str]] = {}  # cidr -> (dev, src)
+        self.calls: list[tuple] = []
+        self.fail: dict[str, Exception] = {}  # method name -> error raised on its next call
+
+    def _maybe_fail(self, method: str) -> None:
+        err = self.fail.pop(method, None)
+        if err is not None:
+            raise err
+
+    def add_foreign(self, name: str, kind: str = "", alias: str = "") -> None:
+        self.links[name] = Link(name=name, kind=kind, alias=alias)
+
+    async def list(self):
+        return list(self.links.values())
+
+    async def get(self, name: str):
+        return self.links.get(name)
+
+    async def delete(self, name: str) -> None:
+        self.calls.append(("delete", name))
+        self._maybe_fail("delete")
+        link = self.links.pop(name, None)
+        if link is not None and link.peer:
+            self.links.pop(link.peer, None)  # a veth goes as a pair
+
+    async def ensure_bridge(self, name, alias, mtu, addrs, ipv6) -> bool:
+        self.calls.append(("ensure_bridge", name))
+        self._maybe_fail("ensure_bridge")
+        link = self.links.get(name)
+        created = link is None
+        if created:
+            link = self.links[name] = Link(name=name, kind="bridge")
+        elif link.kind != "bridge":
+            raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
+        link.alias, link.up = alias, True
+        if mtu:
+            link.mtu = mtu
+        for a in addrs:
+            if a not in link.addrs:
+                link.addrs.append(a)
+        return created
+
+    async def ensure_veth(self, host, peer, mac, mtu, master, alias, isolated) -> bool:
+        self.calls.append(("ensure_veth", host, peer, mac))
+        self._maybe_fail("ensure_veth")
+        created = host not in self.links
+        if created:
+            self.links[host] = Link(name=host, kind="veth", peer=peer, mtu=mtu)
+            self.links[peer] = Link(name=peer, kind="veth", peer=host, mac=mac, mtu=mtu)
+        if master not in self.links:
+            raise KernelError(f"bridge {master} is missing")
+        h = self.links[host]
+        h.master, h.alias, h.up = master, alias, True
+        return created
+
+    async def ensure_macvlan(self, name, parent, mac, mode, mtu, alias) -> bool:
+        self.calls.append(("ensure_macvlan", name, parent, mac, mode))
+        self._maybe_fail("ensure_macvlan")
+        if name in self.links:
+            return False
+        self.links[name] = Link(name=name, kind="macvlan", parent=parent, mac=mac, alias=alias, mtu=mtu)
+        return True
+
+    async def ensure_vlan(self, name, base, vlan_id, alias) -> bool:
+        self.calls.append(("ensure_vlan", name, base, vlan_id))
+        if name in self.links:
+            return False
+        self.links[name] = Link(name=name, kind="vlan", parent=base, alias=alias)
+        return True
+
+    async def set_up(self, name) -> None:
+        if name not in self.links:
+            raise KernelError(f"set up {name}: no such device")
+        self.links[name].up = True
+
+    async def ensure_route(self, cidr, dev, src="", **kw) -> None:
+        self.routes[cidr] = (dev, src)
+
+    async def delete_route(self, cidr, dev, **kw) -> None:
+        self.routes.pop(cidr, None)
+
+    async def addresses(self) -> list[tuple[str, str]]:
+        out = list(self.host_addrs)
+        for link in self.links.values():
+            out += [(link.name, a) for a in link.addrs]
+        return out
+
+
+# ---------------------------------------------------------------- nftables
+
+_ELEM = re.compile(r"^(add|delete) element inet (\S+) (\S+) \{ (.*) \}$")
+_DECL = re.compile(r"^add (set|map) inet (\S+) (\S+) \{")
+_TABLE = re.compile(r"^(add|delete) table inet (\S+)$")
+_DU_INSERT = re.compile(r'^insert rule (ip6?) filter DOCKER-USER (iifname|oifname) "([^"]+)" accept$')
+_DU_DELETE = re.compile(r"^delete rule (ip6?) filter DOCKER-USER handle (\d+)$")
+
+
+def du_rule(family: str, handle: int, key: str, pattern: str) -> dict:
+    """A DOCKER-USER rule as `nft -j list chain` shows `<key> "<pattern>" accept`."""
+    return {"rule": {"family": family, "table": "filter", "chain": "DOCKER-USER", "handle": handle,
+                     "expr": [{"match": {"op": "==", "left": {"meta": {"key": key}}, "right": pattern}},
+                              {"accept": None}]}}
+
+
+def du_return(family: str, handle: int) -> dict:
+    """Docker's own `-j RETURN` at the end of DOCKER-USER."""
+    return {"rule": {"family": family, "table": "filter", "chain": "DOCKER-USER", "handle": handle,
+                     "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"return": None}]}}
+
+
+class FakeNft:
+    """Same interface as kernel/nft.Nft: run(text lines) as one transaction, list(what) as JSON or None."""
+
+    def __init__(self, docker_user: dict[str, list[dict]] | None = None):
+        # table name -> {set/map name -> {key: value-or-None}}
+        self.tables: dict[str, dict[str, dict[str, str | None]]] = {}
+        # family -> rules of DOCKER-USER (None: Docker made no such chain)
+        self.docker_user: dict[str, list[dict] | None] = {"ip": None, "ip6": None}
+        self.docker_user.update(docker_user or {})
+        self.scripts: list[list[str]] = []
+        self.fail_next: Exception | None = None
+        self._handle = 100
+
+    # -- the interface
+    async def run(self, lines: list[str]) -> None:
+        if not lines:
+            return  # kernel/nft.py sends nothing for an empty script
+        if self.fail_next is not None:
+            err, self.fail_next = self.fail_next, None
+            raise err
+        tables = copy.deepcopy(self.tables)
+        du = copy.deepcopy(self.docker_user)
+        for line in lines:
+            self._apply(line, tables, du)
+        # All or nothing, as one nft transaction.
+        self.tables, self.docker_user = tables, du
+        self.scripts.append(list(lines))
+
+    async def list(self, what: str):
+        m = re.fullmatch(r"table inet (\S+)", what)
+        if m:
+            return [{"table": {"family": "inet", "name": m.group(1)}}] if m.group(1) in self.tables else None
+        m = re.fullmatch(r"chain (ip6?) filter DOCKER-USER", what)
+        if m:
+            rules = self.docker_user.get(m.group(1))
+            if rules is None:
+                return None
+            return [{"metainfo": {"json_schema_version": 1}},
+                    {"chain": {"family": m.group(1), "table": "filter", "name": "DOCKER-USER"}}] + copy.deepcopy(rules)
+        raise AssertionError(f"unexpected nft list {what!r}")
+
+    # -- helpers for tests
+    def elements(self, table: str, name: str) -> dict[str, str | None]:
+        return dict(self.tables[table][name])
+
+    def du_patterns(self, family: str) -> list[tuple[str, str]]:
+        out = []
+        for item in self.docker_user.get(family) or []:
+            expr = item["rule"]["expr"]
+            if len(expr) == 2 and "match" in expr[0]:
+                out.append((expr[0]["match"]["left"]["meta"]["key"], expr[0]["match"]["right"]))
+        return out
+
+    def _apply(self, line: str, tables, du) -> None:
+        if m := _TABLE.match(line):
+            op, table = m.groups()
+            if op == "add":
+                tables.setdefault(table, {})
+            else:
+                if table not in tables:
+                    raise KernelError(f"nftables refused the change: delete of missing table {table}")
+                del tables[table]
+            return
+        if m := _DECL.match(line):
+            _kind, table, name = m.groups()
+            tables[table].setdefault(name, {})
+            return
+        if line.startswith(("add chain inet ", "add rule inet ")):
+            table = line.split()[3]
+            if table not in tables:
+                raise KernelError(f"nftables refused the change: no table {table}")
+            return
+        if m := _ELEM.match(line):
+            op, table, name, body = m.groups()
+            if table not in tables or name not in tables[table]:
+                raise KernelError(f"nftables refused the change: no set {name} in table {table}")
+            elems = tables[table][name]
+            for item in body.split(", "):
+                key, _, value = item.partition(" : ")
+                if op == "add":
+                    if key in elems and elems[key] != (value or None):
+                        raise KernelError(f"nftables refused the change: {key} in {name} exists with another value")
+                    elems[key] = value or None
+                else:
+                    if key not in elems:
+                        raise KernelError(f"nftables refused the change: {key} not in {name}")
+                    del elems[key]
+            return
+        if m := _DU_INSERT.match(line):
+            family, key, pattern = m.groups()
+            if du.get(family) is None:
+                raise KernelError(f"nftables refused the change: no chain {family} filter DOCKER-USER")
+            self._handle += 1
+            du[family].insert(0, du_rule(family, self._handle, key, pattern))
+            return
+        if m := _DU_DELETE.match(line):
+            family, handle = m.group(1), int(m.group(2))
+            rules = du.get(family) or []
+            kept = [r for r in rules if r["rule"]["handle"] != handle]
+            if len(kept) == len(rules):
+                raise KernelError(f"nftables refused the change: no rule with handle {handle}")
+            du[family] = kept
+            return
+        raise AssertionError(f"fake nft does not understand {line!r}")
+
+
+# ---------------------------------------------------------------- sysctl
+
+class FakeSysctl:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.fail: Exception | None = None
+
+    def __call__(self, path: str, value: str) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.values[path] = value
+
+
+# ---------------------------------------------------------------- protocol bodies
+
+def net_body(net_id: str = ID_A, pool: str = "172.30.0.0/24", gateway: str = "172.30.0.1/24",
+             generic: dict | None = None, v6: tuple[str, str] | None = None, internal: bool = False,
+             space: str = "LocalDefault") -> dict:
+    opts: dict = {"com.docker.network.generic": dict(generic or {}),
+                  "com.docker.network.enable_ipv6": bool(v6)}
+    if internal:
+        opts["com.docker.network.internal"] = True
+    body = {"NetworkID": net_id, "Options": opts,
+            "IPv4Data": [{"AddressSpace": space, "Pool": pool, "Gateway": gateway, "AuxAddresses": None}],
+            "IPv6Data": []}
+    if v6:
+        body["IPv6Data"] = [{"AddressSpace": space, "Pool": v6[0], "Gateway": v6[1]}]
+    return body
+
+
+def ep_body(net_id: str = ID_A, ep_id: str = EP_1, address: str = "172.30.0.2/24", address6: str = "",
+            mac: str = "", options: dict | None = None) -> dict:
+    return {"NetworkID": net_id, "EndpointID": ep_id,
+            "Interface": {"Address": address, "AddressIPv6": address6, "MacAddress": mac},
+            "Options": dict(options or {})}
+
+
+def pm(port: int, host_port: int = 0, proto: int = 6, host_ip: str = "", end: int | None = None) -> dict:
+    """One item of com.docker.network.portmap as Docker sends it."""
+    return {"Proto": proto, "IP": "", "Port": port, "HostIP": host_ip, "HostPort": host_port,
+            "HostPortEnd": host_port if end is None else end}
+
+
+def ip_of(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip)
+
+
+# ---------------------------------------------------------------- the service
+
+def make_service(cfg, links, nft, sysctls):
+    """A Service on fake kernel parts; host ports are never probed with real sockets."""
+    from pynet.firewall import Firewall
+    from pynet.service import Service
+    from pynet.store import Store
+
+    svc = Service(cfg, Store(cfg.state_dir), links, Firewall(nft, cfg.table, cfg.link_prefix), sysctl_ensure=sysctls)
+    svc.port_probe = lambda family, host_ip, proto, port: None
+    return svc
+
+
+# ---------------------------------------------------------------- the HTTP side
+
+def build_app(cfg, service):
+    """app.make_app, minus one known warning (see test_protocol.test_make_app_emits_no_warning)."""
+    from pynet.app import make_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotAppKeyWarning)
+        return make_app(cfg, service)
+
+
+DOCKER_HEADERS = {"Accept": "application/vnd.docker.plugins.v1.2+json"}
+
+
+class Docker:
+    """Talks to the app like dockerd: POST, usually no Content-Type, the body as raw bytes."""
+
+    def __init__(self, client: TestClient):
+        self.client = client
+
+    async def call(self, path: str, body=None, raw: bytes | None = None, method: str = "POST",
+                   content_type: str | None = None) -> tuple[int, object, str]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        headers = dict(DOCKER_HEADERS)
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with self.client.request(method, path, data=data, headers=headers,
+                                       skip_auto_headers=() if content_type else ("Content-Type",)) as resp:
+            text = await resp.text()
+            return resp.status, json.loads(text) if text else None, resp.headers.get("Content-Type", "")
+
+    async def ok(self, path: str, body=None) -> dict:
+        status, doc, _ = await self.call(path, body)
+        assert status == 200, f"{path} -> {status} {doc}"
+        return doc
+
+    async def err(self, path: str, body=None, status: int = 500) -> str:
+        got, doc, _ = await self.call(path, body)
+        assert got == status and isinstance(doc, dict) and set(doc) >= {"Err"}, f"{path} -> {got} {doc}"
+        return doc["Err"]
+
+    async def get(self, path: str):
+        async with self.client.get(path) as resp:
+            assert resp.status == 200, f"GET {path} -> {resp.status} {await resp.text()}"
+            return await resp.json()

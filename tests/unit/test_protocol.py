@@ -1,0 +1,166 @@
+"""The protocol edge (api/protocol.py, app.make_app) through aiohttp's test server, over a Service
+whose kernel parts are fakes. Bodies are sent the way dockerd sends them: often no Content-Type."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fakes import EP_1, ID_A, Docker, build_app, ep_body, net_body
+from pynet.api.protocol import CONTENT_TYPE
+from pynet.app import make_app
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="BUG app.py:26 app['max_body'] (read in api/protocol.py:57) uses a str key, not a "
+                          "web.AppKey: NotAppKeyWarning at every start, and an error under setup.cfg's "
+                          "filterwarnings=error (any test that builds the app)")
+def test_make_app_emits_no_warning(cfg, service):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_app(cfg, service)
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="BUG api/protocol.py:87 request['call_fields'] uses a str key, not a web.RequestKey: "
+                          "NotAppKeyWarning on the first call; under setup.cfg's filterwarnings=error that first "
+                          "call answers 500 'pynet internal error: NotAppKeyWarning'")
+async def test_protocol_call_emits_no_warning(cfg, service, monkeypatch):
+    from aiohttp.web_request import BaseRequest
+
+    monkeypatch.setattr(BaseRequest, "_seen_str_keys", set())  # aiohttp warns once per key and process
+    async with TestClient(TestServer(build_app(cfg, service))) as client:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            status, _, _ = await Docker(client).call("/Plugin.Activate")
+    assert status == 200
+    assert [str(w.message) for w in caught] == []
+
+
+# ---------------------------------------------------------------- handshake
+
+async def test_activate_with_empty_body_and_no_content_type(docker):
+    status, doc, ctype = await docker.call("/Plugin.Activate")
+    assert status == 200
+    assert doc == {"Implements": ["NetworkDriver", "IpamDriver"]}
+    assert ctype.startswith(CONTENT_TYPE)
+
+
+async def test_activate_whitespace_body(docker):
+    status, doc, _ = await docker.call("/Plugin.Activate", raw=b" \r\n ")
+    assert (status, doc) == (200, {"Implements": ["NetworkDriver", "IpamDriver"]})
+
+
+async def test_get_capabilities(docker):
+    assert await docker.ok("/NetworkDriver.GetCapabilities") == {"Scope": "local", "ConnectivityScope": "local"}
+    status, doc, _ = await docker.call("/NetworkDriver.GetCapabilities", raw=b"{}",
+                                       content_type="application/vnd.docker.plugins.v1.2+json")
+    assert (status, doc) == (200, {"Scope": "local", "ConnectivityScope": "local"})
+
+
+async def test_ipam_capabilities_and_spaces(docker):
+    assert await docker.ok("/IpamDriver.GetCapabilities") == {"RequiresMACAddress": True,
+                                                               "RequiresRequestReplay": False}
+    assert await docker.ok("/IpamDriver.GetDefaultAddressSpaces") == {
+        "LocalDefaultAddressSpace": "pynet-dhcp", "GlobalDefaultAddressSpace": "pynet-dhcp"}
+
+
+async def test_discover_calls_answer_empty(docker):
+    assert await docker.ok("/NetworkDriver.DiscoverNew", {"DiscoveryType": 1, "DiscoveryData": {}}) == {}
+    assert await docker.ok("/NetworkDriver.DiscoverDelete") == {}
+
+
+# ---------------------------------------------------------------- bad requests -> {"Err": ...}
+
+@pytest.mark.parametrize("raw, why", [
+    (b"{not json", "is not valid JSON"),
+    (b'{"NetworkID": ', "is not valid JSON"),
+    (b"\xff\xfe\x00garbage", "is not valid JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (b"null", "must be a JSON object"),
+    (b'"text"', "must be a JSON object"),
+])
+async def test_garbage_body(docker, service, raw, why):
+    status, doc, ctype = await docker.call("/NetworkDriver.CreateNetwork", raw=raw)
+    assert status == 400
+    assert doc == {"Err": f"request body of /NetworkDriver.CreateNetwork {why}"}
+    assert ctype.startswith(CONTENT_TYPE)
+    assert service.nets == {}
+
+
+async def test_empty_body_where_ids_are_needed(docker):
+    status, doc, _ = await docker.call("/NetworkDriver.CreateNetwork")
+    assert status == 400 and doc == {"Err": "NetworkID must be a hex ID of 8-64 characters, got None"}
+    status, doc, _ = await docker.call("/NetworkDriver.Join", {"NetworkID": ID_A})
+    assert status == 400 and "EndpointID must be a hex ID" in doc["Err"]
+
+
+async def test_garbage_with_json_content_type(docker):
+    status, doc, _ = await docker.call("/NetworkDriver.DeleteNetwork", raw=b"}{", content_type="application/json")
+    assert status == 400 and "not valid JSON" in doc["Err"]
+
+
+async def test_invalid_option_is_500_with_message(docker, service):
+    status, doc, _ = await docker.call("/NetworkDriver.CreateNetwork", net_body(generic={"mtu": "10"}))
+    assert status == 500
+    assert doc == {"Err": "option mtu must be between 68 and 65535, got 10"}
+    assert service.nets == {}
+
+
+async def test_unknown_call_is_404_json(docker):
+    status, doc, ctype = await docker.call("/NetworkDriver.Frobnicate", {})
+    assert (status, doc) == (404, {"Err": "unknown call /NetworkDriver.Frobnicate"})
+    assert ctype.startswith(CONTENT_TYPE)
+
+
+async def test_get_is_405_json(docker):
+    status, doc, _ = await docker.call("/Plugin.Activate", method="GET")
+    assert status == 405 and "use POST" in doc["Err"]
+
+
+async def test_body_too_large(cfg, service):
+    small = dataclasses.replace(cfg, max_body=64)
+    async with TestClient(TestServer(build_app(small, service))) as client:
+        status, doc, _ = await Docker(client).call("/NetworkDriver.CreateNetwork", raw=b"{" + b" " * 200 + b"}")
+    assert (status, doc) == (413, {"Err": "request body too large (limit 64 bytes)"})
+
+
+async def test_global_scope_calls_refused(docker):
+    status, doc, _ = await docker.call("/NetworkDriver.AllocateNetwork", {"NetworkID": ID_A})
+    assert status == 500 and "local-scope" in doc["Err"]
+
+
+async def test_ipam_errors_carry_error_in_band(docker):
+    status, doc, _ = await docker.call("/IpamDriver.RequestPool", {"AddressSpace": "pynet-dhcp", "V6": True})
+    assert status == 500
+    assert doc["Err"] == doc["Error"] and "DHCPv4 only" in doc["Err"]
+    status, doc, _ = await docker.call("/IpamDriver.RequestPool", {"AddressSpace": "pynet-dhcp"})
+    assert status == 500 and "needs --subnet" in doc["Error"]
+
+
+async def test_network_errors_have_no_error_field(docker):
+    _, doc, _ = await docker.call("/NetworkDriver.CreateNetwork", net_body(generic={"colour": "x"}))
+    assert set(doc) == {"Err"}
+
+
+async def test_unexpected_exception_still_answers_json(cfg, service, monkeypatch):
+    async def boom(_body):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(service, "endpoint_info", boom)
+    async with TestClient(TestServer(build_app(cfg, service))) as client:
+        status, doc, _ = await Docker(client).call("/NetworkDriver.EndpointOperInfo", {})
+    assert (status, doc) == (500, {"Err": "pynet internal error: ZeroDivisionError: oops"})
+
+
+async def test_unknown_network_and_endpoint(docker):
+    status, doc, _ = await docker.call("/NetworkDriver.CreateEndpoint", ep_body())
+    assert status == 404 and "network aaaaaaaaaaaa is not known to pynet" in doc["Err"]
+    assert "docker network rm" in doc["Err"]
+    await docker.ok("/NetworkDriver.CreateNetwork", net_body())
+    status, doc, _ = await docker.call("/NetworkDriver.EndpointOperInfo", {"NetworkID": ID_A, "EndpointID": EP_1})
+    assert status == 404 and "endpoint 111111111111" in doc["Err"]
