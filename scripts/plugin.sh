@@ -4,8 +4,9 @@
 #   scripts/plugin.sh base             debian:bookworm-slim, bootstrapped locally when missing
 #   scripts/plugin.sh build [DIR]      image pynet-plugin:latest -> DIR (default build/plugin):
 #                                      DIR/rootfs + DIR/config.json
-#   scripts/plugin.sh install [NAME]   build, then docker plugin create NAME build/plugin + enable
+#   scripts/plugin.sh create [NAME [DIR]]   build, then docker plugin create NAME DIR, disabled
 #                                      (NAME defaults to pynet; an old NAME is removed first)
+#   scripts/plugin.sh install [NAME [DIR]]  create, then enable (state in /var/lib/pynet)
 #   scripts/plugin.sh rm [NAME]        disable (forced) and remove plugin NAME
 #
 # Docker Hub may be unreachable: then debian:bookworm-slim is made with
@@ -146,12 +147,17 @@ cmd_rm() {
   fi
 }
 
-cmd_install() {
+cmd_create() {
   local name=${1:-pynet} dir=${2:-build/plugin}
   cmd_build "$dir"
   cmd_rm "$name"
-  mkdir -p "$STATE_DIR"
   $DOCKER plugin create "$name" "$dir" >/dev/null
+}
+
+cmd_install() {
+  local name=${1:-pynet}
+  cmd_create "$@"
+  mkdir -p "$STATE_DIR"
   $DOCKER plugin enable "$name" >/dev/null
   log "plugin $name enabled: docker network create -d $name:latest NET  (Docker 20.10 wants the tag)"
 }
@@ -162,8 +168,9 @@ flock 9
 case "${1:-}" in
   base) cmd_base ;;
   build) shift; cmd_build "$@" ;;
+  create) shift; cmd_create "$@" ;;
   install) shift; cmd_install "$@" ;;
   rm) shift; cmd_rm "$@" ;;
   mirror) apt_mirror ;;
-  *) die "usage: $0 base|build [DIR]|install [NAME [DIR]]|rm [NAME]" ;;
+  *) die "usage: $0 base|build [DIR]|create [NAME [DIR]]|install [NAME [DIR]]|rm [NAME]|mirror" ;;
 esac

@@ -22,18 +22,34 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+MANAGED_GLOB = "/run/docker/plugins/*/pynet.sock"
+
+
 def find_socket(explicit: str | None = None) -> str:
-    """--socket, then $PYNET_SOCKET, then the legacy socket, then a managed plugin's."""
+    """--socket, then $PYNET_SOCKET, then the legacy socket, then a managed plugin's.
+
+    A managed plugin's socket is /run/docker/plugins/<plugin id>/pynet.sock (Docker
+    mounts that directory at the plugin's /run/docker/plugins). One such socket is
+    used as is; when there are several (another pynet plugin next to `pynet`, e.g.
+    a test's), Docker is asked which plugin ID is `pynet:latest`, and that one wins.
+    """
     for candidate in (explicit, os.environ.get("PYNET_SOCKET")):
         if candidate:
             return candidate
     if os.path.exists(DEFAULT_SOCKET):
         return DEFAULT_SOCKET
-    managed = sorted(glob.glob("/run/docker/plugins/*/pynet.sock"))
-    if managed:
+    managed = sorted(glob.glob(MANAGED_GLOB))
+    if len(managed) == 1:
         return managed[0]
-    raise SystemExit(f"pynet: no daemon socket found ({DEFAULT_SOCKET} or /run/docker/plugins/*/pynet.sock); "
-                     "is pynet running? (`make run`, or `docker plugin ls`)")
+    if managed:
+        by_id = {p.get("Id"): p.get("Name", "") for p in docker_get("/plugins") or [] if isinstance(p, dict)}
+        named = [s for s in managed if by_id.get(os.path.basename(os.path.dirname(s))) == "pynet:latest"]
+        if named:
+            return named[0]
+        raise SystemExit("pynet: several managed plugin sockets and none is plugin `pynet:latest`: "
+                         + ", ".join(managed) + "; choose one with --socket")
+    raise SystemExit(f"pynet: no daemon socket found ({DEFAULT_SOCKET} or {MANAGED_GLOB}); "
+                     "is pynet running? (`make run`, or `make plugin` and `docker plugin ls`)")
 
 
 def call(sock_path: str, method: str, path: str, body: dict | None = None, timeout: float = 30):
