@@ -23,7 +23,7 @@ SERVICE = web.AppKey("service", Service)
 
 def make_app(cfg: Config, service: Service) -> web.Application:
     app = web.Application(middlewares=[protocol.errors_and_logs], client_max_size=cfg.max_body)
-    app["max_body"] = cfg.max_body
+    app[protocol.MAX_BODY] = cfg.max_body
     app[SERVICE] = service
     app.add_routes(protocol.routes(service, ["NetworkDriver", "IpamDriver"]))
     app.add_routes(control.routes(service, cfg))

@@ -111,8 +111,11 @@ def validate(cfg: Config) -> None:
         raise InvalidOption(f"table must match {_NAME_RE.pattern}, got {cfg.table!r}")
     if cfg.port_range:
         parse_port_range(cfg.port_range)
-    if cfg.dhcp_renew_after < 0:
-        raise InvalidOption("dhcp_renew_after must be >= 0 seconds")
+    if not 0 <= cfg.dhcp_renew_after <= 86400 * 365:  # also refuses nan and inf
+        raise InvalidOption(f"dhcp_renew_after must be 0 (use the server's T1) to 31536000 seconds, "
+                            f"got {cfg.dhcp_renew_after!r}")
+    if not 1024 <= cfg.max_body <= 1 << 30:
+        raise InvalidOption(f"max_body must be 1024 to {1 << 30} bytes, got {cfg.max_body!r}")
     if not 0 < cfg.firewall_check_interval <= 3600:
         raise InvalidOption("firewall_check_interval must be between 0 and 3600 seconds")
 

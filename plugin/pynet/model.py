@@ -54,6 +54,7 @@ class Endpoint:
     sandbox: str = ""
     ports: list[PortMapping] = field(default_factory=list)  # as requested in CreateEndpoint
     bindings: list[Binding] = field(default_factory=list)  # as applied (ProgramExternalConnectivity)
+    deleting: bool = False  # DeleteEndpoint received and saved: finished at start if pynet died in it
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Network:
     v6: list[Subnet] = field(default_factory=list)
     options: dict = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    deleting: bool = False  # DeleteNetwork received and saved: finished at start if pynet died in it
 
     @property
     def lan(self) -> bool:

@@ -173,7 +173,7 @@ def _choose(candidates, m: PortMapping, targets, index: PortIndex, probe, ep_id:
     for port in candidates:
         busy = None
         for family, host_ip, _cip in targets:
-            h = index.holder(family, host_ip, m.proto, port, ignore_ep=ep_id)
+            h = index.holder(family, host_ip, m.proto, port)
             if h is not None:
                 busy = (f"{fmt_host(family, host_ip, port)}/{m.proto} is already published by pynet for "
                         f"endpoint {h.endpoint_id[:12]} of network {h.network_id[:12]} "

@@ -12,16 +12,17 @@ import asyncio
 import collections
 import ipaddress
 import logging
+import os
 import re
 
-from . import options, ports
+from . import faults, options, ports
 from .config import Config, parse_port_range
 from .errors import Conflict, InvalidOption, KernelError, NotFound, PynetError
 from .kernel import sysctl
 from .model import Binding, Endpoint, Network, to_dict
 from .modes import Mode
-from .modes.nat import NatMode
 from .modes.l2bridge import L2BridgeMode
+from .modes.nat import NatMode
 from .modes.transparent import TransparentMode
 from .store import Store
 
@@ -87,12 +88,15 @@ class Service:
         self.ipam.start_all()  # DHCP renewals go on across restarts
 
     async def reconcile(self) -> dict:
-        report = {"links_created": [], "leftovers_removed": [], "endpoints_missing": [], "errors": []}
+        report = {"links_created": [], "leftovers_removed": [], "endpoints_missing": [], "deletes_finished": [],
+                  "errors": []}
         async with self._nets_lock:
             nets = list(self.nets.values())
             if nets:
                 self._forwarding(any(n.ipv6 for n in nets))
             for net in nets:
+                if net.deleting:
+                    continue  # finished below, once the firewall is whole
                 mode = self.mode(net)
                 try:
                     undo = Undo()
@@ -101,6 +105,8 @@ class Service:
                 except PynetError as e:
                     report["errors"].append(f"network {net.id[:12]}: {e}")
                 for ep in list(net.endpoints.values()):
+                    if ep.deleting:
+                        continue
                     if not await mode.endpoint_alive(ep):
                         # The container side went with its namespace (reboot, crash): Docker
                         # joins it again (and re-programs its ports) or deletes it. Until then
@@ -119,6 +125,18 @@ class Service:
             report["leftovers_removed"] = await self._remove_leftovers()
             self.leftovers_removed = report["leftovers_removed"]
             await self.firewall.rebuild(nets)
+            # DeleteNetwork/DeleteEndpoint that pynet died in: Docker will not send them again.
+            for net in nets:
+                try:
+                    if net.deleting:
+                        await self._delete_network(net)
+                        report["deletes_finished"].append(net.id[:12])
+                        continue
+                    for ep in [e for e in net.endpoints.values() if e.deleting]:
+                        await self._delete_endpoint(net, ep)
+                        report["deletes_finished"].append(ep.id[:12])
+                except PynetError as e:
+                    report["errors"].append(f"unfinished delete in network {net.id[:12]}: {e}")
             await self.sync_docker_user()
         log.info("reconciled", extra={"fields": {"networks": len(nets), **{k: len(v) for k, v in report.items()}}})
         return report
@@ -212,22 +230,48 @@ class Service:
                     raise Conflict(f"network {net.id[:12]} already exists with other settings")
                 await self.mode(old).ensure_network(old, Undo())  # a retry after a crash: make it whole
                 return {}
+            await self._evict_ghost_networks(net, body)
             await self._check_conflicts(net)
             undo = Undo()
             try:
                 if net.mode == "nat":
                     self._forwarding(net.ipv6)
                 await self.mode(net).ensure_network(net, undo)
+                faults.point("create_network:kernel")
                 await self.firewall.add_network(net)
                 undo.push("remove firewall elements", self.firewall.remove_network, net)
+                faults.point("create_network:firewall")
                 self.nets[net.id] = net
                 undo.push("forget network", self.nets.pop, net.id, None)
                 self.store.save(net)
+                faults.point("create_network:saved")
             except BaseException:
                 await undo.run()
                 raise
             await self.sync_docker_user()
         return {}
+
+    async def _evict_ghost_networks(self, net: Network, body: dict) -> None:
+        """A network pynet saved but Docker never got (pynet died before answering) is a ghost.
+
+        Docker's default IPAM never hands out a pool that overlaps one of its live
+        networks, so a CreateNetwork from it with exactly the pools of a pynet
+        network without endpoints means that network is not Docker's: without this
+        the user's retry after such a crash would fail as an overlap.
+        """
+        spaces = {d.get("AddressSpace") for key in ("IPv4Data", "IPv6Data")
+                  for d in (body.get(key) or []) if isinstance(d, dict)}
+        if not spaces or not spaces <= {"LocalDefault", "GlobalDefault"}:
+            return
+        pools = sorted(s.pool for s in net.v4 + net.v6)
+        for other in list(self.nets.values()):
+            if other.endpoints or other.mode != net.mode or sorted(s.pool for s in other.v4 + other.v6) != pools:
+                continue
+            log.warning("network removed", extra={"fields": {"network": other.id[:12], "why": "stale: Docker "
+                                                             "creates a network with its pools"}})
+            async with self._locks[other.id]:
+                await self._delete_network(other)
+            self._locks.pop(other.id, None)
 
     async def _check_conflicts(self, net: Network) -> None:
         mine = [ipaddress.ip_network(s.pool) for s in net.v4 + net.v6]
@@ -247,33 +291,45 @@ class Service:
             if net is None:
                 return {}  # already gone
             async with self._locks[net_id]:
-                mode = self.mode(net)
-                errors = []
-                for ep in list(net.endpoints.values()):
-                    errors += await mode.delete_endpoint(net, ep)
-                others = [n for n in self.nets.values() if n.id != net_id]
-                errors += await mode.delete_network(net, others)
-                if errors:
-                    # Keep the state so that `docker network rm` can be retried.
-                    raise KernelError(f"network {net_id[:12]} not fully removed: {'; '.join(errors)}")
-                for mac, held in list(net.leases.items()):  # Docker releases them first; just in case
-                    self.ipam.stop_renewal(mac)
-                    try:
-                        await self.ipam.client.release(net.parent, ipam_lease(held))
-                    except Exception as e:  # noqa: BLE001 - the network goes anyway
-                        log.warning("DHCP release failed", extra={"fields": {"mac": mac, "error": str(e)}})
-                self.store.delete(net_id)
-                del self.nets[net_id]
-                for ep in net.endpoints.values():
-                    for b in ep.bindings:
-                        self.port_index.remove(ep.id, b)
-                try:
-                    await self.firewall.remove_network(net)
-                except KernelError as e:
-                    await self._rebuild_firewall(str(e))
+                await self._delete_network(net)
             self._locks.pop(net_id, None)
             await self.sync_docker_user(forget=(net.bridge,) if net.custom_bridge else ())
         return {}
+
+    async def _delete_network(self, net: Network) -> None:
+        """Under the locks. The intent is saved first: Docker ignores a driver's DeleteNetwork
+        error and its retry comes with an empty body, so if pynet dies half way, the next
+        start finishes the job (reconcile), or nobody would."""
+        if not net.deleting:
+            net.deleting = True
+            self.store.save(net)
+        mode = self.mode(net)
+        errors = []
+        for ep in list(net.endpoints.values()):
+            errors += await mode.delete_endpoint(net, ep)
+        faults.point("delete_network:endpoints")
+        others = [n for n in self.nets.values() if n.id != net.id]
+        errors += await mode.delete_network(net, others)
+        faults.point("delete_network:kernel")
+        if errors:
+            # Keep the state so that `docker network rm` (or the next start) can retry.
+            raise KernelError(f"network {net.id[:12]} not fully removed: {'; '.join(errors)}")
+        for mac, held in list(net.leases.items()):  # Docker releases them first; just in case
+            self.ipam.stop_renewal(mac)
+            try:
+                await self.ipam.client.release(net.parent, ipam_lease(held))
+            except Exception as e:  # noqa: BLE001 - the network goes anyway
+                log.warning("DHCP release failed", extra={"fields": {"mac": mac, "error": str(e)}})
+        self.store.delete(net.id)
+        faults.point("delete_network:saved")
+        self.nets.pop(net.id, None)
+        for ep in net.endpoints.values():
+            for b in ep.bindings:
+                self.port_index.remove(ep.id, b)
+        try:
+            await self.firewall.remove_network(net)
+        except KernelError as e:
+            await self._rebuild_firewall(str(e))
 
     # ---------------------------------------------------------------- endpoints
     async def create_endpoint(self, body: dict) -> dict:
@@ -292,9 +348,11 @@ class Service:
                         ipaddress.ip_interface(other.ipv4).ip == ipaddress.ip_interface(ep.ipv4).ip
                     if not same_ip and other.mac != ep.mac:
                         continue
-                    if not await self.mode(net).endpoint_alive(other):
-                        # A ghost: Docker dropped this endpoint while pynet was down (its
-                        # DeleteEndpoint never arrived) and handed its address out again.
+                    joined = bool(other.sandbox) and os.path.exists(other.sandbox)
+                    if not joined or not await self.mode(net).endpoint_alive(other):
+                        # A ghost: Docker's IPAM handed its address out again, so Docker holds no
+                        # such endpoint: its DeleteEndpoint was lost while pynet was down, or
+                        # pynet died after saving it but before answering CreateEndpoint.
                         await self._forget_endpoint(net, other, "stale: its address is handed out again")
                         continue
                     if same_ip:
@@ -304,12 +362,15 @@ class Service:
             undo = Undo()
             try:
                 await self.mode(net).ensure_endpoint(net, ep, undo)
+                faults.point("create_endpoint:kernel")
                 await self.firewall.add_endpoint(net, ep)
                 undo.push("remove firewall elements", self.firewall.remove_endpoint, net, ep)
+                faults.point("create_endpoint:firewall")
                 if old is None:
                     net.endpoints[ep.id] = ep
                     undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
                     self.store.save(net)
+                faults.point("create_endpoint:saved")
             except BaseException:
                 await undo.run()
                 raise
@@ -336,17 +397,28 @@ class Service:
             ep = net.endpoints.get(ep_id)
             if ep is None:
                 return {}  # already gone: Docker repeats this at start-up
-            await self._unpublish(net, ep, ep.bindings)
-            try:
-                await self.firewall.remove_endpoint(net, ep)
-            except KernelError as e:
-                await self._rebuild_firewall(str(e))
-            errors = await self.mode(net).delete_endpoint(net, ep)
-            if errors:
-                raise KernelError(f"endpoint {ep_id[:12]} not fully removed: {'; '.join(errors)}")
-            del net.endpoints[ep_id]
-            self.store.save(net)
+            await self._delete_endpoint(net, ep)
         return {}
+
+    async def _delete_endpoint(self, net: Network, ep: Endpoint) -> None:
+        """Under the network's lock; intent saved first, as for networks (Docker ignores errors here)."""
+        ep_id = ep.id
+        if not ep.deleting:
+            ep.deleting = True
+            self.store.save(net)
+        await self._unpublish(net, ep, ep.bindings)
+        faults.point("delete_endpoint:ports")
+        try:
+            await self.firewall.remove_endpoint(net, ep)
+        except KernelError as e:
+            await self._rebuild_firewall(str(e))
+        errors = await self.mode(net).delete_endpoint(net, ep)
+        if errors:
+            raise KernelError(f"endpoint {ep_id[:12]} not fully removed: {'; '.join(errors)}")
+        faults.point("delete_endpoint:kernel")
+        del net.endpoints[ep_id]
+        self.store.save(net)
+        faults.point("delete_endpoint:saved")
 
     async def endpoint_info(self, body: dict) -> dict:
         net, ep = self.endpoint(options.object_id(body, "NetworkID"), options.object_id(body, "EndpointID"))
@@ -370,6 +442,7 @@ class Service:
             # After a reboot Docker joins endpoints whose links went with the old namespace.
             await self.mode(net).ensure_endpoint(net, ep, Undo())
             await self.firewall.add_endpoint(net, ep)
+            faults.point("join:kernel")
             try:
                 await self.mode(net).announce(net, ep)
             except PynetError as e:
@@ -377,6 +450,7 @@ class Service:
             if ep.sandbox != sandbox:
                 ep.sandbox = sandbox
                 self.store.save(net)
+            faults.point("join:saved")
             if net.ipam == "dhcp" and ep.mac in net.leases and sandbox:
                 # The lease was taken before the container existed; give the server its hostname.
                 asyncio.create_task(self.ipam.announce_hostname(net.id, ep.mac, sandbox))
@@ -420,7 +494,8 @@ class Service:
             self._check_ports_allowed(net, mappings)
             old = [b for b in ep.bindings if b.source == "docker"]
             keep_cli = [b for b in ep.bindings if b.source != "docker"]
-            await self._publish(net, ep, mappings, "docker", replace=old, others=keep_cli)
+            await self._publish(net, ep, mappings, "docker", replace=old, others=keep_cli,
+                                call="program_external")
             ep.ports = mappings
         return {}
 
@@ -434,11 +509,13 @@ class Service:
             ep = net.endpoints.get(ep_id)
             if ep is not None and ep.bindings:
                 await self._unpublish(net, ep, ep.bindings)
+                faults.point("revoke_external:firewall")
                 self.store.save(net)
+                faults.point("revoke_external:saved")
         return {}
 
     async def _publish(self, net: Network, ep: Endpoint, mappings, source: str, replace: list[Binding],
-                       others: list[Binding]) -> list[Binding]:
+                       others: list[Binding], call: str = "") -> list[Binding]:
         """Allocate, apply (one nft transaction) and persist; on any failure nothing changes."""
         async with self._ports_lock:
             for b in replace:
@@ -452,10 +529,12 @@ class Service:
                 raise
             try:
                 await self.firewall.change_ports(replace, new)
+                faults.point(f"{call}:firewall")
                 before = ep.bindings
                 ep.bindings = others + new
                 try:
                     self.store.save(net)
+                    faults.point(f"{call}:saved")
                 except BaseException:
                     ep.bindings = before
                     await self.firewall.change_ports(new, replace)
@@ -535,7 +614,7 @@ class Service:
         d["options"] = net.options
         d["leases"] = list(net.leases.values())
         d["endpoints"] = [
-            {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if,
+            {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if, "peer_if": ep.peer_if,
              "sandbox": ep.sandbox, "ports": [to_dict(p) for p in ep.ports]}
             for ep in net.endpoints.values()
         ]

@@ -101,5 +101,5 @@ class Store:
             raise StateError(f"state file {path} fails its checksum (corrupt)")
         try:
             return network_from_dict(payload)
-        except (TypeError, KeyError) as e:
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
             raise StateError(f"state file {path} does not describe a network ({e})") from None

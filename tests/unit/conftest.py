@@ -16,16 +16,6 @@ from fakes import Docker, FakeLinks, FakeNft, FakeSysctl, build_app, make_servic
 from pynet.config import Config  # noqa: E402
 
 
-def pytest_collection_modifyitems(config, items):
-    # aiohttp >= 3.9 warns (NotAppKeyWarning, once per process and key) about app["max_body"] (app.py) and
-    # request["call_fields"] (api/protocol.py); under setup.cfg's filterwarnings=error that warning turns
-    # the first protocol call of the test process into a 500. Tolerated for the unit tier so everything
-    # else can be tested; test_protocol.py has strict xfails that show both.
-    for item in items:
-        if "/unit/" in str(item.fspath):
-            item.add_marker(pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"))
-
-
 @pytest.fixture
 def cfg(tmp_path) -> Config:
     return Config(socket=str(tmp_path / "pynet-unit.sock"), state_dir=str(tmp_path / "state"),

@@ -11,11 +11,9 @@ import copy
 import ipaddress
 import json
 import re
-import warnings
 from dataclasses import dataclass, field
 
 from aiohttp.test_utils import TestClient
-from aiohttp.web_exceptions import NotAppKeyWarning
 
 from pynet.errors import KernelError
 
@@ -331,12 +329,9 @@ def make_service(cfg, links, nft, sysctls):
 # ---------------------------------------------------------------- the HTTP side
 
 def build_app(cfg, service):
-    """app.make_app, minus one known warning (see test_protocol.test_make_app_emits_no_warning)."""
     from pynet.app import make_app
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotAppKeyWarning)
-        return make_app(cfg, service)
+    return make_app(cfg, service)
 
 
 DOCKER_HEADERS = {"Accept": "application/vnd.docker.plugins.v1.2+json"}

@@ -115,7 +115,6 @@ def test_capital_P_one_exposed_port():  # -P with EXPOSE 80
     assert view(alloc([pm(80)])) == [("tcp", 4, "", 40000, "172.30.0.2", 80)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_SAME_EP)
 def test_capital_P_each_exposed_port_gets_its_own():  # -P with EXPOSE 80 443 53/udp
     got = alloc([pm(80), pm(443), pm(53, proto=17)])
     assert [(b.proto, b.host_port, b.container_port) for b in got] == [("tcp", 40000, 80), ("tcp", 40001, 443),
@@ -129,7 +128,6 @@ def test_host_binding_ipv4_default():
     assert got[0].host_ip == "10.0.0.5"  # an explicit -p IP wins
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=BUG_SAME_EP)
 def test_same_host_port_twice_in_one_container():  # -p 8080:80 -p 8080:81
     with pytest.raises(Conflict, match="8080/tcp"):
         alloc([pm(80, 8080), pm(81, 8080)])

@@ -14,10 +14,6 @@ from pynet.api.protocol import CONTENT_TYPE
 from pynet.app import make_app
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG app.py:26 app['max_body'] (read in api/protocol.py:57) uses a str key, not a "
-                          "web.AppKey: NotAppKeyWarning at every start, and an error under setup.cfg's "
-                          "filterwarnings=error (any test that builds the app)")
 def test_make_app_emits_no_warning(cfg, service):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -25,10 +21,6 @@ def test_make_app_emits_no_warning(cfg, service):
     assert [str(w.message) for w in caught] == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG api/protocol.py:87 request['call_fields'] uses a str key, not a web.RequestKey: "
-                          "NotAppKeyWarning on the first call; under setup.cfg's filterwarnings=error that first "
-                          "call answers 500 'pynet internal error: NotAppKeyWarning'")
 async def test_protocol_call_emits_no_warning(cfg, service, monkeypatch):
     from aiohttp.web_request import BaseRequest
 

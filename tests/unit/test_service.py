@@ -135,9 +135,6 @@ async def test_failed_port_persist_is_rolled_back(docker, service, nft, monkeypa
     assert service.port_index.holder(4, "", "tcp", 9090) is None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG ports.py:176: two host-port-0 mappings of one container (-P with two EXPOSEd ports) "
-                          "both get the first free port; nft refuses the batch (same map key, other value)")
 async def test_capital_P_with_two_exposed_ports(docker, nft):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())

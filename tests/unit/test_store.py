@@ -134,10 +134,6 @@ def test_checksum_valid_but_not_a_network(store):
     assert "does not describe a network" in store.problems[0]
 
 
-@pytest.mark.xfail(strict=True, raises=(AttributeError, ValueError),
-                   reason="BUG store.py read(): network_from_dict errors other than TypeError/KeyError "
-                          "(AttributeError for a list of endpoints, ValueError for a string endpoint) escape "
-                          "load_all, so the daemon does not start instead of keeping the file aside")
 @pytest.mark.parametrize("endpoints", [[], {EP_1: "x"}])
 def test_wrong_typed_payload_kept_aside(store, endpoints):
     payload = {"id": ID_A, "mode": "nat", "bridge": "x", "endpoints": endpoints}

@@ -10,6 +10,8 @@ from aiohttp import web
 
 from ..errors import InvalidRequest, PynetError
 
+MAX_BODY = web.AppKey("max_body", int)
+CALL_FIELDS = web.RequestKey("call_fields", dict)
 log = logging.getLogger("pynet.api")
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 
@@ -54,7 +56,7 @@ async def errors_and_logs(request: web.Request, handler):
     except web.HTTPException as e:
         status = e.status
         if e.status == 413:
-            err = f"request body too large (limit {request.app['max_body']} bytes)"
+            err = f"request body too large (limit {request.app[MAX_BODY]} bytes)"
         elif e.status == 404:
             err = f"unknown call {request.path}"
         elif e.status == 405:
@@ -74,7 +76,7 @@ async def errors_and_logs(request: web.Request, handler):
         return reply({"Err": err}, status)
     finally:
         fields = {"call": request.path, "status": status, "ms": round((time.perf_counter() - start) * 1000, 3)}
-        fields.update(request.get("call_fields", {}))
+        fields.update(request.get(CALL_FIELDS, {}))
         if err:
             fields["err"] = err
         log.log(logging.WARNING if err else logging.INFO, "call", extra={"fields": fields})
@@ -84,7 +86,7 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
     def handler(fn):
         async def h(request: web.Request) -> web.Response:
             body = await read_body(request)
-            request["call_fields"] = call_fields(body)
+            request[CALL_FIELDS] = call_fields(body)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("request", extra={"fields": {"call": request.path, "body": body}})
             return reply(await fn(body))
