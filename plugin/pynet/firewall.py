@@ -25,12 +25,15 @@ class Firewall:
         await self.nft.run(ruleset.element_lines(self.table, "add", ruleset.elements(net)))
 
     async def add_endpoint(self, net: Network, ep) -> None:
-        if net.mode == "l2bridge":
-            await self.nft.run(ruleset.element_lines(self.table, "add", ruleset.endpoint_elements(ep)))
+        """Anti-spoofing elements of one endpoint (nat: bridge table; l2bridge: inet table)."""
+        elems = ruleset.endpoint_elements(ep, net.mode)
+        if elems:
+            await self.nft.run(ruleset.element_lines(self.table, "add", elems))
 
     async def remove_endpoint(self, net: Network, ep) -> None:
-        if net.mode == "l2bridge":
-            await self.nft.run(ruleset.element_lines(self.table, "delete", ruleset.endpoint_elements(ep)))
+        elems = ruleset.endpoint_elements(ep, net.mode)
+        if elems:
+            await self.nft.run(ruleset.element_lines(self.table, "delete", elems))
 
     async def remove_network(self, net: Network) -> None:
         if net.mode == "l2bridge":
@@ -50,11 +53,14 @@ class Firewall:
                            + ruleset.element_lines(self.table, "add", ruleset.binding_elements(add)))
 
     async def table_present(self) -> bool:
-        return await self.nft.list(f"table {ruleset.FAMILY} {self.table}") is not None
+        return await self.nft.list(f"table {ruleset.FAMILY} {self.table}") is not None and \
+            await self.nft.list(f"table bridge {self.table}") is not None
 
     async def delete_table(self) -> None:
-        t = f"{ruleset.FAMILY} {self.table}"
-        await self.nft.run([f"add table {t}", f"delete table {t}"])
+        lines = []
+        for t in (f"{ruleset.FAMILY} {self.table}", f"bridge {self.table}"):
+            lines += [f"add table {t}", f"delete table {t}"]
+        await self.nft.run(lines)
 
     async def sync_docker_user(self, networks: list[Network], forget: tuple[str, ...] = ()) -> list[str]:
         """Make DOCKER-USER (ip and ip6 `filter`, where Docker made it) accept pynet's interfaces.

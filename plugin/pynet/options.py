@@ -97,6 +97,9 @@ def _ip_data(body: dict, key: str, version: int) -> list[Subnet]:
             pool = ipaddress.ip_network(pool_s, strict=False)
         except (TypeError, ValueError):
             raise InvalidOption(f"subnet {pool_s!r} is not a valid IP prefix") from None
+        if pool.is_multicast or pool.is_loopback or pool.is_unspecified:
+            raise InvalidOption(f"subnet {pool} is a multicast, loopback or unspecified range; give a unicast "
+                                f"--subnet")
         if pool.version != version:
             raise InvalidOption(f"subnet {pool} is not IPv{version}")
         gw_s = item.get("Gateway") or ""

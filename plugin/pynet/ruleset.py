@@ -23,6 +23,13 @@ path does one lookup per kind, whatever the number of ports.
     chain dnat_out     the same for the host itself (localhost, its own addresses)
     chain postrouting  masquerade out; hairpin and localhost sources
 
+  table bridge <table>   (same name; bridged frames, before anything routes them)
+    set nat_ports ifname                nat containers' bridge ports (veth host sides)
+    set nat_mac   ifname . ether        (port, the container's MAC)
+    set nat_src4/6 ifname . addr        (port, the container's address)
+    chain spoof   a container sends with its own MAC and addresses only (IPv4,
+                  ARP and IPv6; IPv6 link-local sources are its own business)
+
 Scripts are nft's text syntax, not JSON: libnftables 1.0.6 (Debian 12) crashes
 parsing a JSON `dnat ... map` with a concatenated key. Every value interpolated
 here was validated before (interface names, normalised IPs, integers).
@@ -69,6 +76,23 @@ CHAINS = {
     "dnat_out": "type nat hook output priority -100; policy accept;",
     "postrouting": "type nat hook postrouting priority 100; policy accept;",
 }
+
+
+BRIDGE_SETS = {
+    "nat_ports": "ifname",
+    "nat_mac": "ifname . ether_addr",
+    "nat_src4": "ifname . ipv4_addr",
+    "nat_src6": "ifname . ipv6_addr",
+}
+BRIDGE_CHAINS = {"spoof": "type filter hook prerouting priority -300; policy accept;"}
+BRIDGE_RULES = [
+    "iifname @nat_ports iifname . ether saddr != @nat_mac counter drop",
+    "iifname @nat_ports ether type ip iifname . ip saddr != @nat_src4 counter drop",
+    "iifname @nat_ports ether type arp iifname . arp saddr ether != @nat_mac counter drop",
+    "iifname @nat_ports ether type arp iifname . arp saddr ip != @nat_src4 counter drop",
+    "iifname @nat_ports ether type ip6 ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @nat_src6 "
+    "counter drop",
+]
 
 
 def rules() -> dict[str, list[str]]:
@@ -124,6 +148,11 @@ def skeleton(table: str) -> list[str]:
     lines += [f"add chain {t} {name} {{ {spec} }}" for name, spec in CHAINS.items()]
     for chain, items in rules().items():
         lines += [f"add rule {t} {chain} {rule}" for rule in items]
+    b = f"bridge {table}"
+    lines += [f"add table {b}", f"delete table {b}", f"add table {b}"]
+    lines += [f"add set {b} {name} {{ type {typ}; }}" for name, typ in BRIDGE_SETS.items()]
+    lines += [f"add chain {b} {name} {{ {spec} }}" for name, spec in BRIDGE_CHAINS.items()]
+    lines += [f"add rule {b} spoof {rule}" for rule in BRIDGE_RULES]
     return lines
 
 
@@ -149,13 +178,26 @@ def elements(net: Network) -> dict[str, list[str]]:
         out["internal"].append(_q(net.bridge))
     elif net.masquerade:
         out["masq"].append(_q(net.bridge))
+    for ep in net.endpoints.values():
+        for name, items in endpoint_elements(ep, net.mode).items():
+            out[name] = out.get(name, []) + items
     return out
 
 
-def endpoint_elements(ep) -> dict[str, list[str]]:
-    """Elements an l2bridge endpoint contributes: its veth and its one allowed source."""
-    ip = ep.ipv4.split("/")[0]
-    return {"l2b_ifs": [_q(ep.host_if)], "l2b_src4": [f"{_q(ep.host_if)} . {ip}"]}
+def endpoint_elements(ep, mode: str = "l2bridge") -> dict[str, list[str]]:
+    """What one endpoint adds: its veth and the only source MAC/addresses it may send with."""
+    port = _q(ep.host_if)
+    ip = ep.ipv4.split("/")[0] if ep.ipv4 else ""
+    if mode == "l2bridge":
+        return {"l2b_ifs": [port], "l2b_src4": [f"{port} . {ip}"]}
+    if mode != "nat" or not ep.host_if:
+        return {}
+    out = {"nat_ports": [port], "nat_mac": [f"{port} . {ep.mac}"], "nat_src4": [], "nat_src6": []}
+    if ip:
+        out["nat_src4"].append(f"{port} . {ip}")
+    if ep.ipv6:
+        out["nat_src6"].append(f"{port} . {ep.ipv6.split('/')[0]}")
+    return out
 
 
 def binding_key(b: Binding) -> tuple[str, str]:
@@ -178,13 +220,14 @@ def element_lines(table: str, op: str, elems: dict[str, list[str]], chunk: int =
     lines = []
     for name, items in elems.items():
         for i in range(0, len(items), chunk):
-            lines.append(f"{op} element {FAMILY} {table} {name} {{ {', '.join(items[i:i + chunk])} }}")
+            family = "bridge" if name in BRIDGE_SETS else FAMILY
+            lines.append(f"{op} element {family} {table} {name} {{ {', '.join(items[i:i + chunk])} }}")
     return lines
 
 
 def full(table: str, networks: list[Network]) -> list[str]:
     """The whole table for these networks, as one transaction."""
-    merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS)}
+    merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS, *BRIDGE_SETS)}
     bindings: list[Binding] = []
     for net in networks:
         for name, items in elements(net).items():

@@ -158,6 +158,12 @@ class Service:
         return out
 
     async def _remove_leftovers(self) -> list[str]:
+        if self.store.problems:
+            # A network whose state file is corrupt still has live links: removing them as
+            # leftovers would cut its containers off. Keep everything until a human decides.
+            log.error("leftover removal skipped: corrupt state files", extra={"fields": {
+                "problems": self.store.problems}})
+            return []
         removed = []
         for name in await self.find_leftovers():
             try:

@@ -147,7 +147,6 @@ def test_corrupt_state_file_is_reported_and_kept_aside(host):
 # promises that a corrupt file is "never silently dropped" and that kill -9 "leaves every container
 # connected"; here the containers of that network lose their network until it is re-created by hand,
 # and the file kept aside can no longer be restored without rebuilding the kernel side.
-@pytest.mark.xfail(strict=True, reason="links of a network with a corrupt state file are removed as leftovers")
 def test_corrupt_state_file_does_not_cut_its_live_containers_off(host):
     bad = host.create_network(60)
     a = host.run_container(bad, 2)

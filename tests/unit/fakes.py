@@ -140,9 +140,14 @@ class FakeLinks:
 
 # ---------------------------------------------------------------- nftables
 
-_ELEM = re.compile(r"^(add|delete) element inet (\S+) (\S+) \{ (.*) \}$")
-_DECL = re.compile(r"^add (set|map) inet (\S+) (\S+) \{")
-_TABLE = re.compile(r"^(add|delete) table inet (\S+)$")
+# Tables are keyed by name for family inet and "bridge <name>" for family bridge.
+_ELEM = re.compile(r"^(add|delete) element (inet|bridge) (\S+) (\S+) \{ (.*) \}$")
+_DECL = re.compile(r"^add (set|map) (inet|bridge) (\S+) (\S+) \{")
+_TABLE = re.compile(r"^(add|delete) table (inet|bridge) (\S+)$")
+
+
+def _key(family: str, table: str) -> str:
+    return table if family == "inet" else f"{family} {table}"
 _DU_INSERT = re.compile(r'^insert rule (ip6?) filter DOCKER-USER (iifname|oifname) "([^"]+)" accept$')
 _DU_DELETE = re.compile(r"^delete rule (ip6?) filter DOCKER-USER handle (\d+)$")
 
@@ -189,9 +194,10 @@ class FakeNft:
         self.scripts.append(list(lines))
 
     async def list(self, what: str):
-        m = re.fullmatch(r"table inet (\S+)", what)
+        m = re.fullmatch(r"table (inet|bridge) (\S+)", what)
         if m:
-            return [{"table": {"family": "inet", "name": m.group(1)}}] if m.group(1) in self.tables else None
+            present = _key(m.group(1), m.group(2)) in self.tables
+            return [{"table": {"family": m.group(1), "name": m.group(2)}}] if present else None
         m = re.fullmatch(r"chain (ip6?) filter DOCKER-USER", what)
         if m:
             rules = self.docker_user.get(m.group(1))
@@ -215,7 +221,8 @@ class FakeNft:
 
     def _apply(self, line: str, tables, du) -> None:
         if m := _TABLE.match(line):
-            op, table = m.groups()
+            op, family, table = m.groups()
+            table = _key(family, table)
             if op == "add":
                 tables.setdefault(table, {})
             else:
@@ -224,16 +231,17 @@ class FakeNft:
                 del tables[table]
             return
         if m := _DECL.match(line):
-            _kind, table, name = m.groups()
-            tables[table].setdefault(name, {})
+            _kind, family, table, name = m.groups()
+            tables[_key(family, table)].setdefault(name, {})
             return
-        if line.startswith(("add chain inet ", "add rule inet ")):
-            table = line.split()[3]
+        if line.startswith(("add chain inet ", "add rule inet ", "add chain bridge ", "add rule bridge ")):
+            table = _key(line.split()[2], line.split()[3])
             if table not in tables:
                 raise KernelError(f"nftables refused the change: no table {table}")
             return
         if m := _ELEM.match(line):
-            op, table, name, body = m.groups()
+            op, family, table, name, body = m.groups()
+            table = _key(family, table)
             if table not in tables or name not in tables[table]:
                 raise KernelError(f"nftables refused the change: no set {name} in table {table}")
             elems = tables[table][name]

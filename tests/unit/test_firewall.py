@@ -86,7 +86,8 @@ async def test_delete_table_works_when_absent():
     assert not await f.table_present()
     await f.delete_table()
     assert not await f.table_present()
-    assert nft.scripts == [[f"add table inet {T}", f"delete table inet {T}"]]
+    assert nft.scripts == [[f"add table inet {T}", f"delete table inet {T}",
+                            f"add table bridge {T}", f"delete table bridge {T}"]]
 
 
 # ---------------------------------------------------------------- DOCKER-USER

@@ -42,8 +42,20 @@ def test_skeleton_replaces_table_in_one_batch():
     lines = ruleset.skeleton(T)
     # add+delete+add: the old table (if any) goes in the same transaction, and a missing one is no error.
     assert lines[:3] == [f"add table inet {T}", f"delete table inet {T}", f"add table inet {T}"]
-    assert sum(1 for line in lines if line.startswith("delete ")) == 1
-    assert all(f"inet {T} " in line or line.endswith(f"inet {T}") for line in lines)
+    assert sum(1 for line in lines if line.startswith("delete ")) == 2  # inet table and bridge table
+    b = lines.index(f"add table bridge {T}")
+    assert lines[b:b + 3] == [f"add table bridge {T}", f"delete table bridge {T}", f"add table bridge {T}"]
+    assert all(f" {T} " in line or line.endswith(f" {T}") for line in lines)
+    assert all(("inet " if i < b else "bridge ") + T in line for i, line in enumerate(lines))
+
+
+def test_bridge_table_drops_spoofed_sources_of_nat_containers():
+    lines = ruleset.skeleton(T)
+    spoof = [line for line in lines if line.startswith(f"add rule bridge {T} spoof ")]
+    assert any("ether saddr != @nat_mac" in r and "drop" in r for r in spoof)
+    assert any("ip saddr != @nat_src4" in r for r in spoof)
+    assert any("arp saddr ip != @nat_src4" in r for r in spoof)
+    assert any("ip6 saddr != @nat_src6" in r for r in spoof)
 
 
 def test_sets_and_maps_declared():

@@ -98,12 +98,17 @@ class Links:
             created = True
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
-        if ipv6:
-            _sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
-        kw = {"mtu": mtu} if mtu else {}
-        await self._call(f"set up {name}", "link", "set", index=link.index, ifalias=alias, state="up", **kw)
-        for cidr in addrs:
-            await self.ensure_addr(link.index, name, cidr)
+        try:
+            if ipv6:
+                _sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
+            kw = {"mtu": mtu} if mtu else {}
+            await self._call(f"set up {name}", "link", "set", index=link.index, ifalias=alias, state="up", **kw)
+            for cidr in addrs:
+                await self.ensure_addr(link.index, name, cidr)
+        except BaseException:
+            if created:  # the caller's undo only knows about links we report as created
+                await self.delete(name)
+            raise
         return created
 
     async def ensure_addr(self, index: int, name: str, cidr: str) -> None:
@@ -127,14 +132,19 @@ class Links:
             created = True
         elif link.kind != "veth":
             raise KernelError(f"{host} exists and is not a veth")
-        bridge = await self.get(master)
-        if bridge is None:
-            raise KernelError(f"bridge {master} is missing")
-        await self._call(f"attach {host} to {master}", "link", "set", index=link.index, master=bridge.index,
-                         ifalias=alias, state="up")
-        # hairpin: a container may reach its own published port through a host address.
-        await self._call(f"set bridge port flags on {host}", "brport", "set", index=link.index,
-                         isolated=1 if isolated else 0, mode=1)  # IFLA_BRPORT_MODE = hairpin
+        try:
+            bridge = await self.get(master)
+            if bridge is None:
+                raise KernelError(f"bridge {master} is missing")
+            await self._call(f"attach {host} to {master}", "link", "set", index=link.index, master=bridge.index,
+                             ifalias=alias, state="up")
+            # hairpin: a container may reach its own published port through a host address.
+            await self._call(f"set bridge port flags on {host}", "brport", "set", index=link.index,
+                             isolated=1 if isolated else 0, mode=1)  # IFLA_BRPORT_MODE = hairpin
+        except BaseException:
+            if created:
+                await self.delete(host)
+            raise
         return created
 
     async def ensure_macvlan(self, name: str, parent: str, mac: str, mode: str, mtu: int, alias: str) -> bool:
@@ -212,7 +222,12 @@ class Links:
             created = True
         elif link.kind != "veth":
             raise KernelError(f"{host} exists and is not a veth")
-        await self._call(f"set up {host}", "link", "set", index=link.index, ifalias=alias, state="up")
+        try:
+            await self._call(f"set up {host}", "link", "set", index=link.index, ifalias=alias, state="up")
+        except BaseException:
+            if created:
+                await self.delete(host)
+            raise
         return created
 
     async def ensure_rule(self, iif: str, table: int, priority: int, family: int = socket.AF_INET) -> None:
