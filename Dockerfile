@@ -5,6 +5,8 @@
 # Without build/wheels content the build installs from PyPI directly.
 
 FROM debian:bookworm-slim AS base
+# scripts/plugin.sh prunes dangling images with this label (older builds of this file), nothing else.
+LABEL pynet.plugin.build=1
 # sources.list lines ("deb URI SUITE main"); empty = the image's own sources.
 ARG APT_SOURCES=""
 RUN if [ -n "$APT_SOURCES" ]; then \

@@ -22,6 +22,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 DOCKER=/usr/bin/docker
 BASE=debian:bookworm-slim
 IMAGE=pynet-plugin:latest
+BUILD_IMAGE=pynet-plugin:build   # the Dockerfile's build stage, kept for the cache
 SUITE=bookworm
 PIP=.venv/bin/pip
 STATE_DIR=/var/lib/pynet   # host side of the plugin's `state` mount (config.json)
@@ -118,8 +119,14 @@ cmd_build() {
   cmd_base
   wheels
   log "building $IMAGE"
-  DOCKER_BUILDKIT=0 $DOCKER build -q --network host \
-    --build-arg "APT_SOURCES=$(apt_sources_list)" -t "$IMAGE" . >/dev/null
+  local sources
+  sources=$(apt_sources_list)
+  # The build stage is tagged too, so that pruning older builds (dangling images
+  # with the Dockerfile's label) keeps its cache.
+  DOCKER_BUILDKIT=0 $DOCKER build -q --network host --build-arg "APT_SOURCES=$sources" \
+    --target build -t "$BUILD_IMAGE" . >/dev/null
+  DOCKER_BUILDKIT=0 $DOCKER build -q --network host --build-arg "APT_SOURCES=$sources" -t "$IMAGE" . >/dev/null
+  $DOCKER image prune -f --filter label=pynet.plugin.build=1 >/dev/null
   local id
   id=$($DOCKER image inspect -f '{{.Id}}' "$IMAGE")
   if [ -f "$out/.image-id" ] && [ "$(cat "$out/.image-id")" = "$id" ] && cmp -s config.json "$out/config.json"; then
