@@ -17,6 +17,7 @@ path does one lookup per kind, whatever the number of ports.
     map pubany4   proto . port : ipv4 . port          ports bound to every host IPv4 address
     map pubany6   proto . port : ipv6 . port          ... every host IPv6 address
     chain forward      isolation, --internal, nothing enters a network but DNAT
+    chain input        --internal networks reach the host only at their own gateway address
     chain raw_pre      127.0.0.0/8 arriving from outside dropped before DNAT (moby#45610);
                        spoofed sources from l2bridge containers dropped
     chain dnat_pre     published ports, for traffic arriving at the host
@@ -50,6 +51,8 @@ SETS = {
     "intra": "ifname . ifname",
     "internal": "ifname",
     "masq": "ifname",
+    "internal_gw4": "ifname . ipv4_addr",
+    "internal_gw6": "ifname . ipv6_addr",
     "l2b_ifs": "ifname",
     "l2b_src4": "ifname . ipv4_addr",
 }
@@ -71,6 +74,7 @@ DOCKER_BRIDGES = ("docker*", "br-*")
 
 CHAINS = {
     "forward": "type filter hook forward priority 0; policy accept;",
+    "input": "type filter hook input priority 0; policy accept;",
     "raw_pre": "type filter hook prerouting priority -300; policy accept;",
     "dnat_pre": "type nat hook prerouting priority -100; policy accept;",
     "dnat_out": "type nat hook output priority -100; policy accept;",
@@ -109,6 +113,12 @@ def rules() -> dict[str, list[str]]:
         "iifname @internal counter drop",
     ]
     r["forward"] += [f'iifname @bridges oifname "{p}" drop' for p in DOCKER_BRIDGES]
+    # --internal reaches the host at its own gateway only, not at the host's other addresses.
+    r["input"] += [
+        "iifname @internal fib daddr type local iifname . ip daddr != @internal_gw4 counter drop",
+        "iifname @internal fib daddr type local ip6 daddr != fe80::/10 iifname . ip6 daddr != @internal_gw6 "
+        "counter drop",
+    ]
     # Packets for 127.0.0.0/8 arriving on any other interface are martians; dropping them
     # before DNAT keeps ports bound to 127.0.0.1 local (Docker's moby#45610).
     r["raw_pre"].append('iifname != "lo" ip daddr 127.0.0.0/8 counter drop')
@@ -176,6 +186,10 @@ def elements(net: Network) -> dict[str, list[str]]:
     out["intra"].append(f"{_q(net.bridge)} . {_q(net.bridge)}")
     if net.internal:
         out["internal"].append(_q(net.bridge))
+        for sub in net.v4:
+            out["internal_gw4"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
+        for sub in net.v6:
+            out["internal_gw6"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
     elif net.masquerade:
         out["masq"].append(_q(net.bridge))
     for ep in net.endpoints.values():

@@ -76,7 +76,8 @@ def test_chains_and_hooks():
     lines = ruleset.skeleton(T)
     shape = re.compile(rf"add chain inet {T} (\S+) \{{ (.*) \}}$")
     chains = {m.group(1): m.group(2) for line in lines if (m := shape.match(line))}
-    assert set(chains) == {"forward", "raw_pre", "dnat_pre", "dnat_out", "postrouting"}
+    assert set(chains) == {"forward", "input", "raw_pre", "dnat_pre", "dnat_out", "postrouting"}
+    assert "type filter hook input" in chains["input"]
     assert "hook forward" in chains["forward"] and "type filter" in chains["forward"]
     assert "hook prerouting priority -300" in chains["raw_pre"]  # before conntrack and DNAT
     assert "type nat hook prerouting" in chains["dnat_pre"]
