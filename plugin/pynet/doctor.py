@@ -61,6 +61,11 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
         out.append((FAIL, "nftables table", f"inet {st['table']} is missing; pynet rebuilds it within seconds"))
     for problem in st["state_problems"]:
         out.append((FAIL, "state", problem + "; inspect it, then remove it or restore a backup"))
+    for problem in st.get("drift", []):
+        out.append((FAIL, "state/kernel drift", problem + "; POST /pynet/v1/reconcile on the socket or restart "
+                                                          "pynet to rebuild it from state"))
+    if not st.get("drift"):
+        out.append((OK, "state/kernel drift", "none: every interface in the state exists"))
     if st["leftovers_now"]:
         out.append((WARN, "leftovers", "links owned by no network: " + ", ".join(st["leftovers_now"])
                     + " (removed at next start, or POST /pynet/v1/reconcile)"))

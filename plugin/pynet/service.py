@@ -147,6 +147,20 @@ class Service:
             names |= self.mode(net).link_names(net)
         return names
 
+    async def find_drift(self) -> list[str]:
+        """What the state says exists on the host side but the kernel lacks (reconcile repairs it)."""
+        present = {link.name for link in await self.links.list()}
+        out = []
+        for net in self.nets.values():
+            for name in (net.bridge, net.shim, net.parent if net.lan else ""):
+                if name and name not in present:
+                    out.append(f"network {net.id[:12]}: interface {name} missing")
+            for ep in net.endpoints.values():
+                if ep.host_if and ep.host_if not in present and not ep.deleting:
+                    out.append(f"endpoint {ep.id[:12]}: host interface {ep.host_if} missing "
+                               f"(container gone while pynet was down?)")
+        return out
+
     async def find_leftovers(self) -> list[str]:
         """Links this daemon made (by alias tag or by exact name shape) that belong to nothing."""
         expected = self.expected_links()

@@ -37,6 +37,7 @@ def routes(service, cfg) -> list[web.RouteDef]:
             "state_problems": service.store.problems,
             "leftovers_removed_at_start": service.leftovers_removed,
             "leftovers_now": await service.find_leftovers(),
+            "drift": await service.find_drift(),
             "table_present": await service.firewall.table_present() if service.nets else None,
         })
 
