@@ -36,14 +36,24 @@ apt_sources() {
     2>/dev/null | awk '$3 == "main" && $4 == "deb" { print $1, $2 }' | sort -u
 }
 
-# The host's mirror for the Debian $SUITE archive.
+# The host's mirror for the Debian $SUITE archive; on a host of another Debian
+# release, the mirror of its own main archive (a Debian mirror carries every suite).
 apt_mirror() {
-  apt_sources | awk -v s="$SUITE" '$2 == s { print $1; exit }'
+  local all
+  all=$(apt_sources)
+  awk -v s="$SUITE" '$2 == s { print $1; found = 1; exit } END { exit !found }' <<<"$all" \
+    || awk '$2 !~ /-(security|updates|backports)$/ && $1 ~ /\/debian\/?$/ { print $1; exit }' <<<"$all"
 }
 
-# sources.list lines for the image build: the host's $SUITE, -updates and -security sources.
+# sources.list lines for the image build: the host's $SUITE, -updates and -security
+# sources, or else $SUITE and $SUITE-updates from apt_mirror.
 apt_sources_list() {
-  apt_sources | awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $1 " " $2 " main" }'
+  local lines mirror
+  lines=$(apt_sources | awk -v s="$SUITE" '$2 == s || $2 == s "-updates" || $2 == s "-security" { print "deb " $1 " " $2 " main" }')
+  if [ -z "$lines" ] && mirror=$(apt_mirror) && [ -n "$mirror" ]; then
+    lines=$(printf 'deb %s %s main\ndeb %s %s-updates main' "$mirror" "$SUITE" "$mirror" "$SUITE")
+  fi
+  printf '%s\n' "$lines"
 }
 
 ensure_debootstrap() {
@@ -55,7 +65,7 @@ ensure_debootstrap() {
 
 cmd_base() {
   if $DOCKER image inspect "$BASE" >/dev/null 2>&1; then return 0; fi
-  if $DOCKER pull -q "$BASE" >/dev/null 2>&1; then return 0; fi
+  if timeout 300 $DOCKER pull -q "$BASE" >/dev/null 2>&1; then return 0; fi
   local mirror root
   mirror=$(apt_mirror)
   [ -n "$mirror" ] || die "no apt source for Debian $SUITE in this machine's apt configuration; cannot debootstrap $BASE"
