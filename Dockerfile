@@ -2,7 +2,8 @@
 # (`make plugin`), which first makes build/wheels (pynet and its PyPI
 # dependencies, fetched by the host's pip) and passes the host's apt sources as
 # APT_SOURCES; then exports the image's filesystem next to config.json.
-# Without build/wheels content the build installs from PyPI directly.
+# Built by hand: `mkdir -p build/wheels` first; with no wheels there, pip
+# installs from PyPI inside the build.
 
 FROM debian:bookworm-slim AS base
 # scripts/plugin.sh prunes dangling images with this label (older builds of this file), nothing else.
