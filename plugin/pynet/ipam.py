@@ -60,7 +60,10 @@ class DhcpIpam:
         pool_id = body.get("PoolID")
         if not isinstance(pool_id, str) or not pool_id.startswith(options.DHCP_SPACE + "/"):
             raise InvalidRequest(f"PoolID {pool_id!r} is not one of pynet's")
-        return ipaddress.ip_network(pool_id.split("/", 1)[1])
+        try:
+            return ipaddress.ip_network(pool_id.split("/", 1)[1])
+        except ValueError:
+            raise InvalidRequest(f"PoolID {pool_id!r} is not one of pynet's") from None
 
     def _network(self, pool: ipaddress.IPv4Network) -> Network:
         for net in self.svc.nets.values():
@@ -76,7 +79,10 @@ class DhcpIpam:
             raise InvalidRequest("Options must be an object")
         static = body.get("Address") or ""
         if opts.get("RequestAddressType") == GATEWAY or static:
-            ip = ipaddress.ip_address(static) if static else next(pool.hosts())
+            try:
+                ip = ipaddress.ip_address(static) if static else pool.network_address + 1
+            except ValueError:
+                raise InvalidOption(f"address {static!r} is not an IP address") from None
             if ip not in pool:
                 raise InvalidOption(f"address {ip} is not inside --subnet {pool}")
             return {"Address": f"{ip}/{pool.prefixlen}", "Data": {}}
@@ -109,6 +115,8 @@ class DhcpIpam:
     async def release_address(self, body: dict) -> dict:
         pool = self._pool(body)
         address = body.get("Address") or ""
+        if not isinstance(address, str):
+            raise InvalidRequest(f"Address must be a string, got {address!r}")
         try:
             net = self._network(pool)
         except NotFound:

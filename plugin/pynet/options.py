@@ -51,7 +51,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 def object_id(body: dict, key: str) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise InvalidRequest(f"{key} must be a hex ID of 8-64 characters, got {value!r}")
     return value.lower()
 
@@ -92,6 +92,8 @@ def _ip_data(body: dict, key: str, version: int) -> list[Subnet]:
     for item in items:
         if not isinstance(item, dict):
             raise InvalidRequest(f"{key} items must be objects")
+        if not isinstance(item.get("AddressSpace", ""), str):
+            raise InvalidRequest(f"{key} AddressSpace must be a string")
         pool_s = item.get("Pool")
         try:
             pool = ipaddress.ip_network(pool_s, strict=False)
@@ -102,7 +104,12 @@ def _ip_data(body: dict, key: str, version: int) -> list[Subnet]:
                                 f"--subnet")
         if pool.version != version:
             raise InvalidOption(f"subnet {pool} is not IPv{version}")
+        if pool.num_addresses < 4:
+            raise InvalidOption(f"subnet {pool} is too small to hold a gateway and containers; give a larger "
+                                f"--subnet (at most /30 for IPv4, /126 for IPv6)")
         gw_s = item.get("Gateway") or ""
+        if not isinstance(gw_s, str):
+            raise InvalidRequest(f"{key} Gateway must be a string, got {gw_s!r}")
         if gw_s:
             try:
                 gw = ipaddress.ip_interface(gw_s if "/" in gw_s else f"{gw_s}/{pool.prefixlen}")
@@ -110,12 +117,12 @@ def _ip_data(body: dict, key: str, version: int) -> list[Subnet]:
                 raise InvalidOption(f"gateway {gw_s!r} is not a valid IP address") from None
             if gw.ip not in pool:
                 raise InvalidOption(f"gateway {gw.ip} is not inside subnet {pool}")
+            if gw.ip == pool.network_address or (version == 4 and gw.ip == pool.broadcast_address):
+                raise InvalidOption(f"gateway {gw.ip} is the network or broadcast address of {pool}; "
+                                    f"give a host address with --gateway")
         else:
             # A null IPAM pool may come without a gateway: take the first host address.
-            first = next(pool.hosts(), None)
-            if first is None:
-                raise InvalidOption(f"subnet {pool} is too small to hold a gateway and containers")
-            gw = ipaddress.ip_interface(f"{first}/{pool.prefixlen}")
+            gw = ipaddress.ip_interface(f"{pool.network_address + 1}/{pool.prefixlen}")
         gw = ipaddress.ip_interface(f"{gw.ip}/{pool.prefixlen}")
         out.append(Subnet(pool=str(pool), gateway=str(gw)))
     return out
@@ -191,7 +198,8 @@ def parse_network(body: dict, prefix: str) -> Network:
             f"option container_iface_prefix must be 1-10 lowercase letters/digits, got {iface_prefix!r}"
         )
     lan: dict = {}
-    spaces = {item.get("AddressSpace") for item in (body.get("IPv4Data") or []) if isinstance(item, dict)}
+    spaces = {item.get("AddressSpace") for item in (body.get("IPv4Data") or [])
+              if isinstance(item, dict) and isinstance(item.get("AddressSpace"), str)}
     if DHCP_SPACE in spaces:
         if mode != "transparent":
             raise InvalidOption(f"--ipam-driver pynet (DHCP from the LAN) is for mode=transparent, not mode={mode}")
@@ -260,6 +268,8 @@ def mac_from_bytes(raw: bytes) -> str:
 
 
 def valid_mac(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidOption(f"--mac-address must be a string like 02:42:ac:11:00:02, got {value!r}")
     m = re.fullmatch(r"([0-9a-fA-F]{2})([:-][0-9a-fA-F]{2}){5}", value or "")
     if not m:
         raise InvalidOption(f"--mac-address must look like 02:42:ac:11:00:02, got {value!r}")
@@ -289,7 +299,8 @@ def parse_portmap(items) -> list[PortMapping]:
     for item in items:
         if not isinstance(item, dict):
             raise InvalidRequest("com.docker.network.portmap items must be objects")
-        proto = PROTOS.get(item.get("Proto"))
+        raw_proto = item.get("Proto")
+        proto = PROTOS.get(raw_proto) if isinstance(raw_proto, int) and not isinstance(raw_proto, bool) else None
         if proto is None:
             raise InvalidOption(f"port protocol {item.get('Proto')!r} is not tcp, udp or sctp")
         port, host_port, end = item.get("Port"), item.get("HostPort", 0), item.get("HostPortEnd", 0)
@@ -330,12 +341,18 @@ def parse_endpoint(body: dict, net: Network, prefix: str) -> Endpoint:
     address6 = iface.get("AddressIPv6") or ""
     for name, value, version in (("Address", address, 4), ("AddressIPv6", address6, 6)):
         if value:
+            if not isinstance(value, str) or "/" not in value:
+                raise InvalidOption(f"endpoint {name} {value!r} is not an IP address with prefix")
             try:
                 ip = ipaddress.ip_interface(value)
             except ValueError:
                 raise InvalidOption(f"endpoint {name} {value!r} is not an IP address with prefix") from None
             if ip.version != version:
                 raise InvalidOption(f"endpoint {name} {value!r} is not IPv{version}")
+            pools = [ipaddress.ip_network(sub.pool) for sub in (net.v4 if version == 4 else net.v6)]
+            if pools and not any(ip.ip in p for p in pools):
+                raise InvalidOption(f"endpoint {name} {value} is outside the network's subnets "
+                                    f"({', '.join(map(str, pools))})")
     if not address:
         raise InvalidOption(f"mode={net.mode} needs an IPv4 address from the IPAM driver for each container")
     mac = iface.get("MacAddress") or ""

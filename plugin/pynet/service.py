@@ -279,7 +279,7 @@ class Service:
         network without endpoints means that network is not Docker's: without this
         the user's retry after such a crash would fail as an overlap.
         """
-        spaces = {d.get("AddressSpace") for key in ("IPv4Data", "IPv6Data")
+        spaces = {str(d.get("AddressSpace")) for key in ("IPv4Data", "IPv6Data")
                   for d in (body.get(key) or []) if isinstance(d, dict)}
         if not spaces or not spaces <= {"LocalDefault", "GlobalDefault"}:
             return

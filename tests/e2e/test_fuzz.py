@@ -741,48 +741,27 @@ def test_many_connections_left_open_do_not_block_others(fz):
 # InvalidOption) and an unexpected exception got through instead. One reproducer each.
 N0, E0 = "c" * 64, "d" * 64  # made in the test below, on 10.249.0.0/24
 CATCH_ALL = [
-    pytest.param("/Plugin.Activate", b"[" * 100_000, id="deeply-nested-json", marks=pytest.mark.xfail(
-        strict=True, reason="plugin/pynet/api/protocol.py read_body: json.loads raises RecursionError on deep "
-                            "nesting; only ValueError/UnicodeDecodeError become 'not valid JSON'")),
-    pytest.param("/IpamDriver.RequestAddress", {"PoolID": "pynet-dhcp/x"}, id="ipam-poolid-not-a-prefix",
-                 marks=pytest.mark.xfail(strict=True, reason="plugin/pynet/ipam.py DhcpIpam._pool: "
-                                         "ipaddress.ip_network ValueError not turned into InvalidRequest")),
-    pytest.param("/IpamDriver.ReleaseAddress", {"PoolID": "pynet-dhcp/10.0.0.0/33"}, id="ipam-release-bad-poolid",
-                 marks=pytest.mark.xfail(strict=True, reason="plugin/pynet/ipam.py DhcpIpam._pool (same)")),
+    pytest.param("/Plugin.Activate", b"[" * 100_000, id="deeply-nested-json"),
+    pytest.param("/IpamDriver.RequestAddress", {"PoolID": "pynet-dhcp/x"}, id="ipam-poolid-not-a-prefix"),
+    pytest.param("/IpamDriver.ReleaseAddress", {"PoolID": "pynet-dhcp/10.0.0.0/33"}, id="ipam-release-bad-poolid"),
     pytest.param("/IpamDriver.RequestAddress", {"PoolID": "pynet-dhcp/192.0.2.0/24", "Address": "x"},
-                 id="ipam-static-address-not-an-ip", marks=pytest.mark.xfail(
-                     strict=True, reason="plugin/pynet/ipam.py request_address: ipaddress.ip_address(static) "
-                                         "ValueError unhandled")),
+                 id="ipam-static-address-not-an-ip"),
     pytest.param("/IpamDriver.RequestAddress", {"PoolID": "pynet-dhcp/192.0.2.0/24",
                                                 "Options": {"com.docker.network.endpoint.macaddress": 5}},
-                 id="ipam-mac-not-a-string", marks=pytest.mark.xfail(
-                     strict=True, reason="plugin/pynet/options.py valid_mac: re.fullmatch on a non-string "
-                                         "(TypeError), called from ipam.py request_address")),
+                 id="ipam-mac-not-a-string"),
     pytest.param("/NetworkDriver.CreateNetwork", {"NetworkID": "f" * 64, "IPv4Data": [
-        {"AddressSpace": {}, "Pool": "10.248.0.0/24", "Gateway": "10.248.0.1/24"}]}, id="addressspace-object",
-                 marks=pytest.mark.xfail(strict=True, reason="plugin/pynet/options.py parse_network: set of "
-                                         "IPv4Data AddressSpace values -> TypeError unhashable")),
+        {"AddressSpace": {}, "Pool": "10.248.0.0/24", "Gateway": "10.248.0.1/24"}]}, id="addressspace-object"),
     pytest.param("/NetworkDriver.CreateNetwork", {"NetworkID": "f" * 64, "IPv4Data": [
-        {"Pool": "10.248.0.0/24", "Gateway": 5}]}, id="gateway-number", marks=pytest.mark.xfail(
-            strict=True, reason="plugin/pynet/options.py _ip_data: `\"/\" in gw_s` on a non-string Gateway")),
+        {"Pool": "10.248.0.0/24", "Gateway": 5}]}, id="gateway-number"),
     pytest.param("/NetworkDriver.CreateNetwork", {"NetworkID": "f" * 64, "IPv4Data": [{"Pool": "10.248.0.0/32"}]},
-                 id="pool-slash32-without-gateway", marks=pytest.mark.xfail(
-                     strict=True, reason="plugin/pynet/options.py _ip_data: next(pool.hosts(), None) - hosts() of "
-                                         "a /31 or /32 is a list in Python 3.11 (TypeError), so the intended "
-                                         "'subnet too small' message never shows")),
+                 id="pool-slash32-without-gateway"),
     pytest.param("/NetworkDriver.CreateEndpoint", {"NetworkID": N0, "EndpointID": "f" * 64,
-                                                   "Interface": {"Address": 5}}, id="endpoint-address-number",
-                 marks=pytest.mark.xfail(strict=True, reason="plugin/pynet/options.py parse_endpoint accepts a "
-                                         "non-string Address (ip_interface(5)); ruleset.py endpoint_elements "
-                                         "then fails on .split after the veth was made (undo removes it)")),
+                                                   "Interface": {"Address": 5}}, id="endpoint-address-number"),
     pytest.param("/NetworkDriver.CreateEndpoint", {"NetworkID": N0, "EndpointID": "f" * 64,
                                                    "Interface": {"Address": "10.249.0.9/24", "MacAddress": 5}},
-                 id="endpoint-mac-number", marks=pytest.mark.xfail(
-                     strict=True, reason="plugin/pynet/options.py valid_mac: re.fullmatch on a non-string")),
+                 id="endpoint-mac-number"),
     pytest.param("/NetworkDriver.Join", {"NetworkID": N0, "EndpointID": E0, "Options": {
-        "com.docker.network.portmap": [{"Proto": [6], "Port": 80}]}}, id="portmap-proto-list",
-                 marks=pytest.mark.xfail(strict=True, reason="plugin/pynet/options.py parse_portmap: "
-                                         "PROTOS.get(<list>) -> TypeError unhashable")),
+        "com.docker.network.portmap": [{"Proto": [6], "Port": 80}]}}, id="portmap-proto-list"),
 ]
 
 
@@ -805,10 +784,6 @@ def test_hostile_input_is_refused_by_name_not_by_the_catch_all(fz, small_net, ro
     assert len(links_with_prefix(PREFIX, fz.ns.name)) == 3  # the bridge and one veth pair: nothing new
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "link names hold only the first 15-len(prefix)-1 hex digits of an ID (options.py link_name): a second "
-    "endpoint whose ID shares them adopts the first one's veth (kernel/links.py ensure_veth reuses an existing "
-    "link), moves it to its own bridge, and deletes it on DeleteEndpoint; no collision check"))
 def test_endpoint_ids_sharing_a_prefix_do_not_share_a_veth(fz):
     """IDs that agree in the digits kept in link names (8 here with prefix pn-XX-; 11 with pn-)."""
     fz.delete_all()

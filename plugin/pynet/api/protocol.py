@@ -29,6 +29,8 @@ async def read_body(request: web.Request) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest(f"request body of {request.path} is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest(f"request body of {request.path} nests too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body of {request.path} must be a JSON object")
     return body

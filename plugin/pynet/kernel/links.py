@@ -98,6 +98,8 @@ class Links:
             created = True
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
+        else:
+            _same_owner(link, alias)
         try:
             if ipv6:
                 _sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
@@ -132,6 +134,8 @@ class Links:
             created = True
         elif link.kind != "veth":
             raise KernelError(f"{host} exists and is not a veth")
+        else:
+            _same_owner(link, alias)
         try:
             bridge = await self.get(master)
             if bridge is None:
@@ -153,6 +157,7 @@ class Links:
         if link is not None:
             if link.kind != "macvlan":
                 raise KernelError(f"{name} exists and is not a macvlan")
+            _same_owner(link, alias)
             return False
         base = await self.get(parent)
         if base is None:
@@ -222,6 +227,8 @@ class Links:
             created = True
         elif link.kind != "veth":
             raise KernelError(f"{host} exists and is not a veth")
+        else:
+            _same_owner(link, alias)
         try:
             await self._call(f"set up {host}", "link", "set", index=link.index, ifalias=alias, state="up")
         except BaseException:
@@ -263,6 +270,13 @@ class Links:
             if addr:
                 out.append((names.get(msg["index"], str(msg["index"])), f"{addr}/{msg['prefixlen']}"))
         return out
+
+
+def _same_owner(link: LinkInfo, alias: str) -> None:
+    """Link names hold a prefix of an object's ID: two IDs sharing it must not share the link."""
+    if link.alias and alias and link.alias != alias:
+        raise KernelError(f"interface {link.name} already belongs to another pynet object ({link.alias}); "
+                          f"IDs sharing their first digits cannot share a link name")
 
 
 def _sysctl_quiet(path: str, value: str) -> None:
