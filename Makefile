@@ -30,6 +30,11 @@ test-netns: install
 test-e2e: images
 	$(PYTEST) -ra tests/e2e $(PYTEST_ARGS)
 
+# Benchmarks -> bench/report.md + PNGs (QUICK=1: a few minutes; full: ~20 min). Installs iperf3, matplotlib.
+bench: images
+	bash scripts/bench-deps.sh
+	$(PY) bench/bench.py $(if $(QUICK),--quick)
+
 clean:
 	rm -rf .venv build *.egg-info plugin/*.egg-info .pytest_cache
 
