@@ -35,7 +35,7 @@ class Config:
     # Seconds between checks that Docker's DOCKER-USER chain still lets pynet's traffic through.
     firewall_check_interval: float = 5.0
     # Largest accepted request body, in bytes.
-    max_body: int = 1 << 20
+    max_body: int = 16 << 20  # Docker sends a container's whole port map in one body: ~105 B a port
     # DHCP: renew this many seconds after each ACK instead of at the server's T1 (0 = T1).
     dhcp_renew_after: float = 0.0
 

@@ -246,3 +246,20 @@ def test_ports_survive_kill9_and_dockerd_restart(nets, ctrs, daemon, outside):
     wait_for(lambda: PAGE in (fetch(f"http://{OUT4_HOST}:18150/", outside.name) or ""), timeout=20,
              what="port back after dockerd restart")
     assert len([b for b in bindings(daemon) if b["host_port"] == 18150]) == 1
+
+
+def test_ten_thousand_ports_in_one_docker_run(nets, ctrs, daemon):
+    """`-p 22000-31999:22000-31999`: Docker sends the whole map in one body (~1 MB); one nft transaction."""
+    net = nets.create("p10k")
+    web = ctrs.start("p10k", "--net", net, "-p", "22000-31999:22000-31999", "-p", "18199:80",
+                     IMAGE, "httpd", "-f", "-p", "80")
+    listing = json.loads(sh("nft", "-j", "list", "map", "inet", TABLE, "pubany4").stdout)
+    elems = [e for item in listing["nftables"] if "map" in item for e in item["map"].get("elem", [])]
+    assert len(elems) == 10_001, len(elems)
+    assert PAGE in (fetch("http://127.0.0.1:18199/") or "")
+    rows = json.loads(sh(PYNET, "--socket", daemon.socket, "ports", web, "--json").stdout)
+    assert len(rows) == 10_001
+    docker("rm", "-f", web)
+    ctrs.made.remove(web)
+    listing = json.loads(sh("nft", "-j", "list", "map", "inet", TABLE, "pubany4").stdout)
+    assert [e for item in listing["nftables"] if "map" in item for e in item["map"].get("elem", [])] == []

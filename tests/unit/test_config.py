@@ -36,7 +36,7 @@ def test_defaults_without_file_or_env():
     assert cfg.socket == "/run/docker/plugins/pynet.sock"
     assert cfg.state_dir == "/var/lib/pynet"
     assert (cfg.log_level, cfg.port_range, cfg.link_prefix, cfg.table) == ("info", "", "pn-", "pynet")
-    assert cfg.firewall_check_interval == 5.0 and cfg.max_body == 1 << 20 and cfg.dhcp_renew_after == 0.0
+    assert cfg.firewall_check_interval == 5.0 and cfg.max_body == 16 << 20 and cfg.dhcp_renew_after == 0.0
     assert cfg.driver_name == "pynet"
     assert cfg.owner_tag == "pynet:pynet:"
 
