@@ -36,6 +36,7 @@ PPREFIX = PREFIX + "p"
 PTABLE = TABLE + "p"
 NET = f"{NS_PREFIX}-plugnet"
 WEB = f"{NS_PREFIX}-plugweb"
+WEB2 = f"{NS_PREFIX}-plugweb2"
 
 
 def bounded(cmd: str, seconds: int = 5) -> str:
@@ -132,7 +133,7 @@ def cleanup() -> None:
              check=False).stdout.split()
     if ids:
         sh(DOCKER, "rm", "-f", *ids, check=False, timeout=120)
-    sh(DOCKER, "rm", "-f", WEB, check=False)
+    sh(DOCKER, "rm", "-f", WEB, WEB2, check=False)
     sh(DOCKER, "network", "rm", NET, check=False)
     sh("bash", str(ROOT / "scripts/plugin.sh"), "rm", PLUGIN, check=False, timeout=120)
 
@@ -206,8 +207,22 @@ def test_managed_plugin_lifecycle(plugin):
     assert "pynet test page" in run_client(IMAGE, "sh", "-c", bounded(f"wget -qO- http://{WEB}/")).stdout
     assert "pynet test page" in host_get(port)
 
+    # A dockerd restart: Docker starts the plugin before it restores containers, and a container with
+    # a restart policy comes back networked, its published port included (state from the mount).
+    from test_restart import restart_dockerd
+
+    docker("run", "-d", "--name", WEB2, "--restart", "always", "--label", f"pynet-test={TAG}", "--net", NET,
+           "-p", "80", IMAGE, "httpd", "-f", "-p", "80")
+    restart_dockerd()
+    wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", WEB2).stdout.strip() == "true", timeout=60,
+             what=f"{WEB2} running again after the dockerd restart")
+    port2 = wait_for(lambda: next((b["host_port"] for b in json.loads(cli(sock, "ports", WEB2, "--json"))
+                                   if b["family"] == 4), None), timeout=30, what="WEB2's port after restart")
+    assert "pynet test page" in wait_for(lambda: host_get(port2), timeout=15, what=f"127.0.0.1:{port2}")
+    assert "pynet test page" in run_client(IMAGE, "sh", "-c", bounded(f"wget -qO- http://{WEB2}/")).stdout
+
     # Remove everything: nothing of the plugin is left in the kernel, Docker or its state.
-    docker("rm", "-f", WEB)
+    docker("rm", "-f", WEB, WEB2)
     docker("network", "rm", NET)
     assert json.loads(cli(sock, "ls", "--json")) == []
     docker("plugin", "disable", PLUGIN)
