@@ -347,9 +347,11 @@ def _s3(L, d, out, charts, b) -> None:
                              "worse than linear in the number of ports.")
     blocked = d.get("activate_during_rm_s") or []
     if blocked:
+        waited = med(blocked)
         notes.append(f"A `/Plugin.Activate` sent 0.3 s into `pynet port rm` of 10,000 ports was answered after "
-                     f"{fmt(med(blocked), 2)} s ({', '.join(fmt(x, 2) for x in blocked)}): while it unpublishes, the "
-                     "daemon answers no other call (other containers' start/stop wait too).")
+                     f"{fmt(waited, 3)} s ({', '.join(fmt(x, 3) for x in blocked)})"
+                     + (": while it unpublishes, the daemon answers no other call (other containers' start/stop "
+                        "wait too)." if waited > 0.5 else ": the daemon stays responsive while it unpublishes."))
     for note in notes:
         L.append(f"- {note}")
     if notes:
