@@ -33,7 +33,7 @@ test-e2e: images
 # Benchmarks -> bench/report.md + PNGs (QUICK=1: a few minutes; full: ~20 min). Installs iperf3, matplotlib.
 bench: images
 	bash scripts/bench-deps.sh
-	$(PY) bench/bench.py $(if $(QUICK),--quick)
+	$(PY) bench/bench.py $(if $(QUICK),--quick,--proxy-off)
 
 clean:
 	rm -rf .venv build *.egg-info plugin/*.egg-info .pytest_cache

@@ -58,6 +58,15 @@ NAT_NET, BR_NET = f"{NAME}-nat", f"{NAME}-br"
 NAT_SUBNET, BR_SUBNET, HAND_SUBNET = "10.251.1.0/24", "10.251.2.0/24", "10.251.3"
 PROTO_SUBNET, REC_SUBNET = "10.251.100", "10.251.101"
 SRV_PORT_PYNET, SRV_PORT_DOCKER, CPORT = 17080, 17081, 8080
+# section 6 (lan): a LAN of namespaces like tests/e2e/lan.py; the host's side of its uplink is PARENT
+LAN_NET, PARENT = "10.251.50", "pnbbpar"  # PARENT is not under PREFIX: cleanup removes it by name
+LAN_ROUTER, LAN_CLIENT, LAN_HOST = f"{LAN_NET}.1", f"{LAN_NET}.20", f"{LAN_NET}.10"
+LAN_IPS = {"pynet transparent": f"{LAN_NET}.130", "pynet l2bridge": f"{LAN_NET}.140",
+           "hand-built macvlan": f"{LAN_NET}.150", "hand-built routed veth": f"{LAN_NET}.160"}
+TR_NET, L2_NET = f"{NAME}-tr", f"{NAME}-l2"
+HAND_RV = "pnbbrv0"  # the hand-built routed veth's host side (own DOCKER-USER accepts, removed by cleanup)
+PROXY_OFF_FLAG = "--userland-proxy=false"
+CI_DONE = Path("/tmp/ci-done")  # the shared test suite is done: dockerd may be restarted
 
 
 class BenchError(Exception):
@@ -335,6 +344,8 @@ class Bench:
         self.res: dict = {"sections": {}, "notes": [], "errors": {}, "rss_timeline": []}
         self.durations: dict[str, float] = {}
         self.host_ip = ""
+        self.proxy_off = False  # --proxy-off: section ports_proxy_off (restarts dockerd)
+        self.dockerd_orig: dict | None = None  # set while dockerd runs with --userland-proxy=false
         q = quick
         self.p = {
             "proto_cycles": 200 if q else 1000,
@@ -454,6 +465,7 @@ class Bench:
         except Exception as e:  # noqa: BLE001
             log(f"cleanup (daemon networks): {e}")
         self.d.stop()
+        found += self.lan_cleanup()
         for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
             name = ns.split(" ")[0]
             if name.startswith(f"{NAME}-"):
@@ -498,7 +510,7 @@ class Bench:
         if BR_NET not in have:
             docker("network", "create", "-d", "bridge", "--label", LABEL, "--subnet", BR_SUBNET, BR_NET)
 
-    def section(self, key: str, fn) -> None:
+    def section(self, key: str, fn, restarts_dockerd: bool = False) -> None:
         """Run one section. Someone else restarting dockerd voids it: it runs again (3 attempts in all).
 
         A run that finished while dockerd was restarted at some point is kept as a fallback,
@@ -508,7 +520,7 @@ class Bench:
             return
         t0 = time.monotonic()
         fallback = None
-        attempts = 3
+        attempts = 1 if restarts_dockerd else 3
         for attempt in range(1, attempts + 1):
             pid = dockerd_pid()
             again = attempt < attempts
@@ -530,7 +542,7 @@ class Bench:
             except Exception as e:  # noqa: BLE001 - report it and go on with the next section
                 log(f"section {key} failed: {e}")
                 traceback.print_exc()
-                restarted = isinstance(e, DockerDown) or dockerd_pid() != pid
+                restarted = not restarts_dockerd and (isinstance(e, DockerDown) or dockerd_pid() != pid)
                 if restarted:
                     wait_docker()
                     if again:
@@ -946,6 +958,279 @@ class Bench:
         sh("ip", "link", "del", f"{PREFIX}x0", check=False)
         return {"gbps": res, "secs": self.p["iperf_secs"]}
 
+    # ------------------------------------------------------------ 6. container <-> LAN (iperf3)
+    def lan_build(self) -> None:
+        """pnbb-sw (br0), pnbb-cl (the LAN client), pnbb-rt (the LAN router); PARENT is the host's uplink."""
+        sw, cl, rt = f"{NAME}-sw", f"{NAME}-cl", f"{NAME}-rt"
+        for ns in (sw, cl, rt):
+            sh("ip", "netns", "del", ns, check=False)
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "del", PARENT, check=False)
+        sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", sw, "link", "set", "br0", "up")
+        sh("ip", "link", "add", PARENT, "type", "veth", "peer", "name", "uplink", "netns", sw)
+        for ns, ifname in ((cl, "c0"), (rt, "r0")):
+            port = ifname[0] + "p"
+            sh("ip", "-n", ns, "link", "add", ifname, "type", "veth", "peer", "name", port, "netns", sw)
+            sh("ip", "-n", sw, "link", "set", port, "master", "br0", "up")
+            sh("ip", "-n", ns, "link", "set", ifname, "up")
+        sh("ip", "-n", sw, "link", "set", "uplink", "master", "br0", "up")
+        sh("ip", "addr", "add", f"{LAN_HOST}/24", "dev", PARENT)
+        sh("ip", "link", "set", PARENT, "up")
+        sh("ip", "-n", cl, "addr", "add", f"{LAN_CLIENT}/24", "dev", "c0")
+        sh("ip", "-n", rt, "addr", "add", f"{LAN_ROUTER}/24", "dev", "r0")
+        sh("ip", "netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "-n", cl, "route", "add", "default", "via", LAN_ROUTER)
+
+    def hand_macvlan(self) -> list[str]:
+        """A bridge-mode macvlan on PARENT moved into pnbb-mv (what transparent makes, by hand)."""
+        ns = f"{NAME}-mv"
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", f"{PREFIX}mv0", "link", PARENT, "type", "macvlan", "mode", "bridge")
+        sh("ip", "link", "set", f"{PREFIX}mv0", "netns", ns, "name", "eth0")
+        sh("ip", "-n", ns, "addr", "add", f"{LAN_IPS['hand-built macvlan']}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "route", "add", "default", "via", LAN_ROUTER)
+        return ["nsenter", f"--net=/run/netns/{ns}"]
+
+    def hand_routed(self) -> list[str]:
+        """pnbb-rv behind a routed veth: /32 route, proxy_arp on the veth, a proxy neighbour on PARENT
+        (what l2bridge makes, by hand: no policy routing table, no nftables source check). Docker's
+        FORWARD policy is drop, so two accepts go first in DOCKER-USER (as pynet's own do)."""
+        ns, ip = f"{NAME}-rv", LAN_IPS["hand-built routed veth"]
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", HAND_RV, check=False)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", HAND_RV, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("sysctl", "-qw", f"net.ipv4.conf.{HAND_RV}.proxy_arp=1")
+        sh("ip", "link", "set", HAND_RV, "up")
+        sh("ip", "route", "add", f"{ip}/32", "dev", HAND_RV)
+        sh("ip", "neigh", "add", "proxy", ip, "dev", PARENT)
+        for d in ("-i", "-o"):
+            sh("iptables", "-I", "DOCKER-USER", "1", d, HAND_RV, "-j", "ACCEPT")
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "route", "add", "default", "via", LAN_ROUTER)
+        return ["nsenter", f"--net=/run/netns/{ns}"]
+
+    @staticmethod
+    def lan_cleanup() -> list[str]:
+        found = []
+        for d in ("-i", "-o"):
+            while sh("iptables", "-D", "DOCKER-USER", d, HAND_RV, "-j", "ACCEPT", check=False).returncode == 0:
+                found.append(f"DOCKER-USER {d} {HAND_RV}")
+        for link in (HAND_RV, PARENT):
+            if sh("ip", "link", "del", link, check=False).returncode == 0:
+                found.append(f"link {link}")
+        return found
+
+    def lan_reach(self, key: str, prefix: list[str]) -> None:
+        """The setup reaches the LAN client before it is measured (ARP, proxy entries, gratuitous ARP)."""
+        deadline = time.monotonic() + 10
+        while sh(*prefix, "busybox", "ping", "-c1", "-W1", LAN_CLIENT, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{key}: {LAN_CLIENT} (the LAN client) does not answer ping")
+
+    def s6_lan(self) -> dict:
+        """iperf3 between a container (or a hand-built namespace) and the LAN client pnbb-cl.
+
+        The transparent and l2bridge networks share the LAN's subnet, which Docker's default IPAM
+        refuses twice: each is made (network + container) for its turn in a round and removed after.
+        """
+        self.ensure_networks()
+        self.lan_cleanup()  # an earlier attempt's (a dockerd restart by someone else voids an attempt)
+        self.lan_build()
+        for net in (TR_NET, L2_NET):
+            docker("network", "rm", net, check=False)
+        fixed: dict[str, list[str]] = {}
+        for key, net, tag in (("pynet nat", NAT_NET, "ln"), ("docker bridge", BR_NET, "ld")):
+            c = self.container(tag, net)
+            fixed[key] = ["nsenter", "-t", self.cpid(c), "-n"]
+        fixed["hand-built macvlan"] = self.hand_macvlan()
+        fixed["hand-built routed veth"] = self.hand_routed()
+        lan_modes = {"pynet transparent": (TR_NET, "lt", ["-o", "mode=transparent"]),
+                     "pynet l2bridge": (L2_NET, "ll", ["-o", "mode=l2bridge", "--gateway", LAN_ROUTER])}
+        self.iperf_server(["nsenter", f"--net=/run/netns/{NAME}-cl"])
+        for k, prefix in fixed.items():
+            self.lan_reach(k, prefix)
+        keys = ["pynet nat", "docker bridge", "pynet transparent", "hand-built macvlan", "pynet l2bridge",
+                "hand-built routed veth"]
+        paths = {"container → LAN": False, "LAN → container": True}
+        res: dict = {path: {k: [] for k in keys} for path in paths}
+        for r in range(self.p["iperf_rounds"]):
+            for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+                if k in lan_modes:
+                    net, tag, opts = lan_modes[k]
+                    docker("network", "create", "-d", DRIVER, "--label", LABEL, *opts, "-o", f"parent={PARENT}",
+                           "--subnet", f"{LAN_NET}.0/24", net)
+                    c = self.container(tag, net, "--ip", LAN_IPS[k])
+                    prefix = ["nsenter", "-t", self.cpid(c), "-n"]
+                    self.lan_reach(k, prefix)
+                else:
+                    prefix = fixed[k]
+                for path, reverse in paths.items():
+                    res[path][k].append(self.iperf(prefix, LAN_CLIENT, reverse))
+                if k in lan_modes:
+                    docker("rm", "-f", c)
+                    docker("network", "rm", net)
+        for p in list(self.children):
+            self.kill_child(p)
+        self.section_cleanup()
+        for ns in ("mv", "rv", "cl", "rt", "sw"):
+            sh("ip", "netns", "del", f"{NAME}-{ns}", check=False)
+        self.lan_cleanup()
+        return {"gbps": res, "secs": self.p["iperf_secs"], "subnet": f"{LAN_NET}.0/24", "client": LAN_CLIENT,
+                "ips": LAN_IPS}
+
+    # ------------------------------------------------------------ 7. Docker with --userland-proxy=false
+    def dockerd_info(self) -> dict:
+        pid = dockerd_pid()
+        if not pid:
+            raise BenchError("no dockerd process")
+        cmd = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        systemd = (shutil.which("systemctl") is not None
+                   and sh("systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded")
+                   and sh("systemctl", "is-active", "docker", check=False).stdout.strip() == "active")
+        return {"pid": pid, "cmd": cmd, "systemd": systemd}
+
+    @staticmethod
+    def dockerd_stop(pid: str, systemd: bool) -> None:
+        if systemd:
+            sh("systemctl", "stop", "docker.socket", "docker", check=False, timeout=300)
+        else:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 120  # it stops every container first (busybox: 10 s stop timeout)
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(int(pid), signal.SIGKILL)
+            time.sleep(2)
+
+    @staticmethod
+    def dockerd_spawn(cmd: list[str]) -> None:
+        with open("/var/log/pynet-dockerd.log", "ab") as f:  # where scripts/dockerd.sh logs
+            subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True)
+
+    def dockerd_with_flag(self) -> None:
+        """Restart dockerd with --userland-proxy=false; self.dockerd_orig says how to restore it."""
+        info = self.dockerd_info()
+        if any(a.startswith("--userland-proxy") for a in info["cmd"]):
+            raise BenchError(f"dockerd already runs with {info['cmd']}: not touching it")
+        self.dockerd_orig = info
+        log(f"restarting dockerd ({' '.join(info['cmd'])}{', systemd' if info['systemd'] else ''}) "
+            f"with {PROXY_OFF_FLAG}")
+        self.dockerd_stop(info["pid"], info["systemd"])
+        # under systemd its unit's arguments (-H fd://) do not work outside it: plain /usr/sbin/dockerd
+        cmd = ["/usr/sbin/dockerd"] if info["systemd"] else list(info["cmd"])
+        self.dockerd_spawn(cmd + [PROXY_OFF_FLAG])
+        wait_docker(120)
+        flags = Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().decode(errors="replace")
+        if PROXY_OFF_FLAG not in flags:
+            raise BenchError("dockerd did not come back with the flag")
+
+    def dockerd_restore(self) -> None:
+        """Put the original dockerd back (idempotent; signals are ignored meanwhile)."""
+        info = self.dockerd_orig
+        if not info:
+            return
+        old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            pid = dockerd_pid()
+            if pid and PROXY_OFF_FLAG.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                log("restoring the original dockerd")
+                self.dockerd_stop(pid, False)
+                pid = ""
+            if not pid:
+                if info["systemd"]:
+                    sh("systemctl", "start", "docker", check=False, timeout=300)
+                else:
+                    self.dockerd_spawn(info["cmd"])
+            wait_docker(240)
+            self.dockerd_orig = None
+            log(f"dockerd restored: {' '.join(self.dockerd_info()['cmd'])}")
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def wait_ci_done(self, timeout: float = 1800) -> None:
+        deadline = time.monotonic() + timeout
+        said = 0.0
+        while not CI_DONE.exists():
+            if time.monotonic() > deadline:
+                raise BenchError(f"{CI_DONE} did not appear in {timeout:.0f} s: dockerd not restarted")
+            if time.monotonic() - said > 60:
+                log(f"waiting for {CI_DONE} (a test suite shares this dockerd) before restarting dockerd")
+                said = time.monotonic()
+            time.sleep(2)
+
+    def s7_proxy_off(self) -> dict:
+        """Section 3's connection rate (0 and 1,000 other ports) and 1,000-port publish time, with dockerd
+        restarted with --userland-proxy=false (pynet measured again, interleaved, on that dockerd)."""
+        self.wait_ci_done()
+        self.section_cleanup()
+        self.dockerd_with_flag()
+        try:
+            return self._proxy_off_measure()
+        finally:
+            for p in list(self.children):
+                self.kill_child(p)
+            self.section_cleanup()
+            self.dockerd_restore()
+
+    def _proxy_off_measure(self) -> dict:
+        self.ensure_networks()
+        publish: dict = {}
+        srv = {"pynet": (f"{NAME}-srvp", NAT_NET, SRV_PORT_PYNET), "docker": (f"{NAME}-srvd", BR_NET, SRV_PORT_DOCKER)}
+        for drv, (cname, net, port) in srv.items():
+            docker("rm", "-f", cname, check=False)
+            dt = timed_docker("run", "-d", "--name", cname, "--label", LABEL, "--net", net, "-p", f"{port}:{CPORT}",
+                              IMAGE, "sleep", "1000000")
+            publish.setdefault(f"{drv}|1", {"add": [], "rm": []})["add"].append(dt)
+            self.start_server(cname)
+        targets = {"host IP": self.host_ip, "127.0.0.1": "127.0.0.1"}
+        for drv, (_, _, port) in srv.items():
+            for t in targets.values():
+                self.wait_port(t, port)
+        proxies = {"docker-proxy processes, 1 port": self.proxy_mem_mb(SRV_PORT_DOCKER, SRV_PORT_DOCKER)[0]}
+        rate: dict = {}
+        errors: list[str] = []
+
+        def measure(level: str, drv: str) -> None:
+            for tname, t in targets.items():
+                r = self.rate(t, srv[drv][2])
+                rate.setdefault(level, {}).setdefault(drv, {}).setdefault(tname, []).append(r["rate"])
+                if r["errors"]:
+                    errors.append(f"{level} {drv} {tname}: {r['errors']} failed connects ({r['first_error']})")
+
+        for r in range(self.p["rate_rounds0"]):
+            for drv in (("pynet", "docker") if r % 2 == 0 else ("docker", "pynet")):
+                measure("0", drv)
+        fill = {"pynet": (NAT_NET, "20000-20999"), "docker": (BR_NET, "30000-30999")}
+        for rep in range(self.p["publish_reps"]):
+            for drv in (("pynet", "docker") if rep % 2 == 0 else ("docker", "pynet")):
+                net, rng = fill[drv]
+                rec = publish.setdefault(f"{drv}|1000", {"add": [], "rm": []})
+                rec["add"].append(timed_docker("run", "-d", "--name", f"{NAME}-fill", "--label", LABEL, "--net",
+                                               net, "-p", f"{rng}:{rng}", IMAGE, "sleep", "1000000"))
+                if drv == "docker":
+                    proxies["docker-proxy processes, 1,000 ports"] = self.proxy_mem_mb(30000, 30999)[0]
+                self.wait_port(self.host_ip, srv[drv][2])
+                measure("1000", drv)
+                rec["rm"].append(timed_docker("rm", "-f", f"{NAME}-fill"))
+        for p in list(self.children):
+            self.kill_child(p)
+        for drv, (cname, _, _) in srv.items():
+            publish[f"{drv}|1"]["rm"].append(timed_docker("rm", "-f", cname))
+        return {"rate": rate, "publish": publish, "proxies": proxies, "errors": errors, "targets": targets,
+                "rate_secs": self.p["rate_secs"], "flag": PROXY_OFF_FLAG}
+
     # ------------------------------------------------------------ report
     def machine(self) -> dict:
         mem_kb = 0
@@ -1000,6 +1285,9 @@ class Bench:
         self.section("docker_run", self.s2_run)
         self.section("iperf3", self.s4_iperf)
         self.section("ports", self.s3_ports)
+        self.section("lan", self.s6_lan)
+        if self.proxy_off or "ports_proxy_off" in self.only:
+            self.section("ports_proxy_off", self.s7_proxy_off, restarts_dockerd=True)
         self.rss_mark("end of run")
         self.res["load_end"] = os.getloadavg()
         self.res["total_s"] = time.monotonic() - t0
@@ -1012,7 +1300,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs (a few minutes)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent), help="where report.md and PNGs go")
     ap.add_argument("--only", default="", help="comma-separated sections to run (protocol,recovery,docker_run,"
-                    "iperf3,ports); default all")
+                    "iperf3,ports,lan,ports_proxy_off); default all but ports_proxy_off")
+    ap.add_argument("--proxy-off", action="store_true", help="also section ports_proxy_off: restarts dockerd "
+                    f"with {PROXY_OFF_FLAG} (after {CI_DONE} exists), measures, restores it (`make bench` full)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1025,6 +1315,7 @@ def main() -> int:
     signal.signal(signal.SIGHUP, to_interrupt)
     b = Bench(args.quick, out)
     b.only = {x.strip() for x in args.only.split(",") if x.strip()}
+    b.proxy_off = args.proxy_off
     rc = 1
     try:
         rc = b.run()
@@ -1041,6 +1332,10 @@ def main() -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+        try:
+            b.dockerd_restore()  # normally done by its section already
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
         left = b.cleanup(final=True)
         if left:
             log(f"cleaned up: {', '.join(left)}")

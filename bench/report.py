@@ -64,7 +64,7 @@ def write(b, final: bool) -> None:
     L.append(table(["", ""], [
         ["machine", f"{m.get('nproc')} CPUs ({m.get('cpu', '')}), {m.get('ram_gib', 0):.1f} GiB RAM"],
         ["kernel", f"{m.get('kernel')} (`uname -r`)"],
-        ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default)"],
+        ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default; section 7: off)"],
         ["pynet", f"{m.get('pynet')}, default settings (log level info), state on disk ({'/var/lib'})"],
         ["tools", f"Python {m.get('python')}, {m.get('iperf3', '')}"],
         ["load average", f"{_load(r.get('load_start'))} at start, {_load(r.get('load_end'))} at end"],
@@ -89,6 +89,8 @@ def write(b, final: bool) -> None:
     _s3(L, s.get("ports"), out, charts, b)
     _s4(L, s.get("iperf3"), out, charts)
     _s5(L, s.get("recovery"), out, charts)
+    _s6(L, s.get("lan"), out, charts)
+    _s7(L, s.get("ports_proxy_off"), out, charts, b)
 
     L.append("## Daemon memory along the run")
     L.append("")
@@ -102,14 +104,18 @@ def write(b, final: bool) -> None:
              "the times in table 3b and the memory in 3c; 10,000 would be about ten times that (minutes to "
              "publish, several more to remove, ten times the proxies' memory) and would disturb others' tests on this "
              "machine, so Docker is capped at 1,000.")
-    L.append("- Docker with `--userland-proxy=false`: needs a dockerd restart, which would break the other "
-             "test suites sharing this dockerd; not done.")
+    if not s.get("ports_proxy_off"):
+        L.append("- Docker with `--userland-proxy=false` (section 7): restarts dockerd, so only with `--proxy-off` "
+                 "(full `make bench`); `make bench QUICK=1` skips it.")
     L.append("- Published-port connection rates are for TCP connects from the host itself (through the "
              "OUTPUT/`dnat_out` path); a LAN client (PREROUTING path) is not measured. The client is one "
              "Python process, so absolute rates are bounded by it on 2 CPUs; the ratios are the point.")
     L.append("- The protocol figures are pynet alone (Docker's bridge driver is in-process: it has no "
              "socket to compare with); `Plugin.Activate` is the floor of an HTTP round trip.")
-    L.append("- UDP and IPv6 throughput, `--internal` and LAN modes: not benchmarked.")
+    L.append("- UDP and IPv6 throughput, `--internal`, transparent with DHCP (`--ipam-driver pynet`), VLAN "
+             "parents, the host ↔ transparent-container path through the host shim, and LAN-client → published "
+             "port (PREROUTING) rates: not benchmarked. Section 6's LAN is veths and a bridge in namespaces, not a "
+             "NIC: absolute Gbit/s are CPU-bound on this machine.")
     L.append("")
     if r.get("errors"):
         L.append("## Errors")
@@ -163,6 +169,31 @@ def _headlines(L: list[str], s: dict, r: dict) -> None:
             pv, dv = med(per.get("pynet nat", [])), med(per.get("docker bridge", []))
             parts.append(f"{path} {fmt(pv)} vs {fmt(dv)} Gbit/s ({ratio(pv, dv)})")
         H.append("iperf3, pynet vs Docker bridge: " + "; ".join(parts) + ".")
+    d = s.get("lan")
+    if d:
+        parts = []
+        for path, per in d["gbps"].items():
+            pp = []
+            for a, b2 in LAN_PAIRS:
+                va, vb = med(per.get(a, [])), med(per.get(b2, []))
+                pp.append(f"{a.replace('pynet ', '')} {fmt(va)} vs {b2} {fmt(vb)} ({ratio(va, vb)})")
+            parts.append(f"{path}: " + ", ".join(pp))
+        H.append("iperf3 container ↔ LAN client, Gbit/s, pynet vs baseline: " + "; ".join(parts) + ".")
+    d = s.get("ports_proxy_off")
+    if d:
+        rate, pub = d["rate"], d["publish"]
+        parts = []
+        for level in ("0", "1000"):
+            for t in d["targets"]:
+                pv = med(rate.get(level, {}).get("pynet", {}).get(t, []))
+                dv = med(rate.get(level, {}).get("docker", {}).get(t, []))
+                parts.append(f"{int(level):,} other ports, {t} {fmt(pv)} vs {fmt(dv)} ({ratio(pv, dv)})")
+        a, c = pub.get("pynet|1000", {}), pub.get("docker|1000", {})
+        H.append("Against Docker with `--userland-proxy=false`: new connections/s pynet vs Docker: " + "; ".join(parts)
+                 + f"; publishing 1,000 ports {fmt(med(a.get('add', [])))} s vs {fmt(med(c.get('add', [])))} s "
+                 f"({ratio(med(a.get('add', [])), med(c.get('add', [])))}), removing them "
+                 f"{fmt(med(a.get('rm', [])))} s vs {fmt(med(c.get('rm', [])))} s "
+                 f"({ratio(med(a.get('rm', [])), med(c.get('rm', [])))}).")
     d = s.get("recovery")
     if d:
         H.append(f"Recovery, `kill -9` → first Activate: {fmt(med(d['full_s']), 2)} s with {d['endpoints']} "
@@ -461,4 +492,118 @@ def _s5(L, d, out, charts) -> None:
              f"Making the {d['endpoints']} endpoints took {d['fill_s']:.1f} s "
              f"({d['fill_s'] / d['endpoints'] * 1000:.0f} ms each: CreateEndpoint + Join + "
              f"ProgramExternalConnectivity); deleting the network with them {d['delete_network_s']:.2f} s.")
+    L.append("")
+
+
+# ---------------------------------------------------------------- 6
+LAN_PAIRS = [("pynet nat", "docker bridge"), ("pynet transparent", "hand-built macvlan"),
+             ("pynet l2bridge", "hand-built routed veth")]
+
+
+def _s6(L, d, out, charts) -> None:
+    title = "## 6. Throughput container ↔ LAN (iperf3, TCP)"
+    if not d:
+        return _missing(L, title)
+    L.append(title)
+    L.append("")
+    L.append(f"A LAN made of namespaces, as `tests/e2e/lan.py` builds it: a Linux bridge in `pnbb-sw`, the LAN "
+             f"client `pnbb-cl` ({d['client']}), a router `pnbb-rt`, and the host's uplink `pnbbpar` (a veth "
+             f"into the switch, the `parent` of the LAN modes; subnet {d['subnet']}). The iperf3 server runs in "
+             f"the LAN client; the client (`iperf3 -t {d['secs']}`, `-R` for LAN → container) in the container's "
+             "network namespace (`nsenter`). Each pair is a pynet mode and its baseline:")
+    L.append("")
+    L.append("- **pynet nat** vs **Docker bridge**: routed by the host and masqueraded (both directions use "
+             "the connection the container opened; no published port).")
+    L.append("- **pynet transparent** (`-o mode=transparent -o parent=pnbbpar --ip "
+             f"{d['ips']['pynet transparent']}`) vs a **hand-built macvlan**: `ip link add link pnbbpar type "
+             "macvlan mode bridge`, moved into a namespace.")
+    L.append("- **pynet l2bridge** (`-o mode=l2bridge -o parent=pnbbpar --gateway ... --ip "
+             f"{d['ips']['pynet l2bridge']}`) vs a **hand-built routed veth**: a namespace behind a veth, a "
+             "/32 route to it, `proxy_arp` on the veth and `ip neigh add proxy` on pnbbpar, and no nftables of "
+             "its own (only two DOCKER-USER accepts for its veth, as Docker's FORWARD policy is drop; pynet "
+             "adds the same for its links), no policy routing.")
+    L.append("")
+    L.append("The transparent and l2bridge networks share the LAN's subnet, which Docker's default IPAM will "
+             "not hand out twice, so each is created (network + container) for its turn in a round and removed "
+             "after it; the order of the six setups rotates each round.")
+    L.append("")
+    rows = []
+    for path, per in d["gbps"].items():
+        for a, b in LAN_PAIRS:
+            va, vb = per.get(a, []), per.get(b, [])
+            rows.append([path, a, f"{fmt(med(va))} ({spread(va)})", b, f"{fmt(med(vb))} ({spread(vb)})",
+                         ratio(med(va), med(vb))])
+    L.append(table(["path", "pynet", "Gbit/s (min–max)", "baseline", "Gbit/s (min–max)", "pynet ÷ baseline"],
+                   rows))
+    L.append("")
+    groups = [f"{path}\n{a.replace('pynet ', '')}" for a, _ in LAN_PAIRS for path in d["gbps"]]
+    series = {"pynet": [d["gbps"][path].get(a, []) for a, _ in LAN_PAIRS for path in d["gbps"]],
+              "baseline (Docker bridge / macvlan / routed veth)":
+                  [d["gbps"][path].get(b, []) for _, b in LAN_PAIRS for path in d["gbps"]]}
+    _bars(out / "iperf3_lan.png", "iperf3 TCP throughput, container ↔ LAN client", "Gbit/s", groups, series,
+          [PYNET_C, OTHER_C])
+    L.append("![iperf3 LAN](iperf3_lan.png)")
+    L.append("")
+
+
+# ---------------------------------------------------------------- 7
+def _s7(L, d, out, charts, b) -> None:
+    title = "## 7. Published ports with Docker's `--userland-proxy=false`"
+    if not d:
+        if b.quick or not b.proxy_off:
+            L.append(title)
+            L.append("")
+            L.append("Not run: this section restarts dockerd (with `--userland-proxy=false`, then back), so it "
+                     "runs only with `--proxy-off` (`make bench` without QUICK passes it; `make bench QUICK=1` "
+                     "skips it), or with `--only ports_proxy_off`.")
+            L.append("")
+            return
+        return _missing(L, title)
+    L.append(title)
+    L.append("")
+    L.append(f"dockerd restarted with `{d['flag']}` (no `docker-proxy`: Docker publishes with iptables DNAT only, "
+             "127.0.0.1 through `route_localnet`), after the shared test suite finished; pynet measured again on "
+             "that same dockerd, interleaved; the original dockerd restored afterwards. The method is section 3's "
+             f"({d['rate_secs']:g} s samples; the other 1,000 ports from a second container). "
+             + ", ".join(f"{k}: {v}" for k, v in d["proxies"].items()) + ".")
+    L.append("")
+    rows = []
+    rate = d["rate"]
+    for level in ("0", "1000"):
+        for tname in d["targets"]:
+            pv = rate.get(level, {}).get("pynet", {}).get(tname, [])
+            dv = rate.get(level, {}).get("docker", {}).get(tname, [])
+            rows.append([f"{int(level):,}", tname, fmt(med(pv)), spread(pv, 0), fmt(med(dv)), spread(dv, 0),
+                         ratio(med(pv), med(dv))])
+    L.append("**7a. New connections per second through one published port**")
+    L.append("")
+    L.append(table(["other ports", "target", "pynet conn/s", "min–max", "Docker (proxy off) conn/s", "min–max",
+                    "pynet ÷ Docker"], rows))
+    L.append("")
+    L.append("**7b. Time to publish and unpublish N ports** (`docker run -d -p RANGE`, `docker rm -f`)")
+    L.append("")
+    rows = []
+    pub = d["publish"]
+    for n in ("1", "1000"):
+        pv, dv = pub.get(f"pynet|{n}", {}), pub.get(f"docker|{n}", {})
+        for what, label in (("add", "publish"), ("rm", "unpublish")):
+            a, c = pv.get(what, []), dv.get(what, [])
+            rows.append([f"{int(n):,}", label, fmt(med(a)), spread(a), fmt(med(c)), spread(c), ratio(med(a), med(c))])
+    L.append(table(["N", "", "pynet s", "min–max", "Docker (proxy off) s", "min–max", "pynet ÷ Docker"], rows))
+    L.append("")
+    if d["errors"]:
+        L.append("Failed connects during sampling: " + "; ".join(d["errors"][:6]))
+        L.append("")
+    groups, series = [], {"pynet host IP": [], "pynet 127.0.0.1": [], "Docker (proxy off) host IP": [],
+                          "Docker (proxy off) 127.0.0.1": []}
+    for level in ("0", "1000"):
+        if level not in rate:
+            continue
+        groups.append(f"{int(level):,} other ports")
+        for drv, dname in (("pynet", "pynet"), ("docker", "Docker (proxy off)")):
+            for tname in d["targets"]:
+                series[f"{dname} {tname}"].append(rate[level].get(drv, {}).get(tname, []))
+    _bars(out / "ports_proxy_off.png", "new TCP connections/s, Docker with --userland-proxy=false", "connections/s",
+          groups, series, [PYNET_C, "#7fb6dc", DOCKER_C, "#f2b98f"])
+    L.append("![connection rate, proxy off](ports_proxy_off.png)")
     L.append("")
