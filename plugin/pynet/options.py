@@ -165,9 +165,6 @@ def parse_network(body: dict, prefix: str) -> Network:
     v6 = _ip_data(body, "IPv6Data", 6)
     if not v4:
         raise InvalidOption("mode=nat needs an IPv4 subnet from Docker's IPAM; do not use a null IPAM driver")
-    if ipv6 and mode == "l2bridge":
-        raise InvalidOption("mode=l2bridge is IPv4 only in this pynet version: leave out --ipv6 "
-                            "(or use mode=transparent, which carries IPv6)")
     if ipv6 and not v6:
         raise InvalidOption("--ipv6 needs an IPv6 subnet too: add --subnet with an IPv6 prefix (e.g. fd00:1::/64)")
     if v6 and not ipv6:

@@ -55,6 +55,7 @@ SETS = {
     "internal_gw6": "ifname . ipv6_addr",
     "l2b_ifs": "ifname",
     "l2b_src4": "ifname . ipv4_addr",
+    "l2b_src6": "ifname . ipv6_addr",
 }
 MODES = ("nat", "l2bridge")  # modes with elements in the table
 # Interval sets: (bridge, subnet) pairs.
@@ -122,9 +123,10 @@ def rules() -> dict[str, list[str]]:
     # Packets for 127.0.0.0/8 arriving on any other interface are martians; dropping them
     # before DNAT keeps ports bound to 127.0.0.1 local (Docker's moby#45610).
     r["raw_pre"].append('iifname != "lo" ip daddr 127.0.0.0/8 counter drop')
-    # l2bridge: a container sends with its own address only (IPv6: link-local only, l2bridge is IPv4).
+    # l2bridge: a container sends with its own address only (IPv6: and its link-local ones).
     r["raw_pre"].append("iifname @l2b_ifs iifname . ip saddr != @l2b_src4 counter drop")
-    r["raw_pre"].append("iifname @l2b_ifs ip6 saddr != fe80::/10 counter drop")
+    r["raw_pre"].append("iifname @l2b_ifs ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @l2b_src6 "
+                        "counter drop")
     for chain in ("dnat_pre", "dnat_out"):
         for fam, nfproto in (("ip", "ipv4"), ("ip6", "ipv6")):
             n = "4" if fam == "ip" else "6"
@@ -203,7 +205,10 @@ def endpoint_elements(ep, mode: str = "l2bridge") -> dict[str, list[str]]:
     port = _q(ep.host_if)
     ip = ep.ipv4.split("/")[0] if ep.ipv4 else ""
     if mode == "l2bridge":
-        return {"l2b_ifs": [port], "l2b_src4": [f"{port} . {ip}"]}
+        out = {"l2b_ifs": [port], "l2b_src4": [f"{port} . {ip}"], "l2b_src6": []}
+        if ep.ipv6:
+            out["l2b_src6"].append(f"{port} . {ep.ipv6.split('/')[0]}")
+        return out
     if mode != "nat" or not ep.host_if:
         return {}
     out = {"nat_ports": [port], "nat_mac": [f"{port} . {ep.mac}"], "nat_src4": [], "nat_src6": []}

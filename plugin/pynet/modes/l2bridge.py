@@ -16,6 +16,12 @@ carries parent's MAC whoever sent it, and frames for containers arrive at it.
   anti-spoofing      nftables drops packets from a container's veth whose
                      source is not that container's address (firewall).
   join               a gratuitous ARP on parent announces the address.
+  IPv6               the same with proxy NDP on parent; Linux has no proxy-all for
+                     neighbour discovery, so the container side uses routes instead:
+                     each container veth's host side holds fe80::1, which is the
+                     container's IPv6 gateway, and two static routes (the two halves
+                     of the subnet, more specific than its on-link prefix) send LAN
+                     traffic there too.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ..model import Endpoint, Network
 from .transparent import TransparentMode
 
 RULE_PRIORITY = 20100
+LINK_LOCAL_GW = "fe80::1"
 
 
 def table_id(net: Network) -> int:
@@ -58,6 +65,14 @@ class L2BridgeMode(TransparentMode):
         await self.links.ensure_route(sub.pool, net.parent, table=table)
         await self.links.ensure_route("0.0.0.0/0", net.parent, table=table,
                                       gateway=str(ipaddress.ip_interface(sub.gateway).ip))
+        if net.v6:
+            self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+            self.sysctl(f"/proc/sys/net/ipv6/conf/{net.parent}/proxy_ndp", "1")
+            self.sysctl(f"/proc/sys/net/ipv6/neigh/{net.parent}/proxy_delay", "0")
+            sub6 = net.v6[0]
+            await self.links.ensure_route(sub6.pool, net.parent, table=table)
+            await self.links.ensure_route("::/0", net.parent, table=table,
+                                          gateway=str(ipaddress.ip_interface(sub6.gateway).ip))
         for ep in net.endpoints.values():
             if await self.links.get(ep.host_if) is not None:
                 await self._ensure_host_side(net, ep)
@@ -65,7 +80,7 @@ class L2BridgeMode(TransparentMode):
     async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
         errors = []
         table = table_id(net)
-        for cidr in (net.v4[0].pool, "0.0.0.0/0"):
+        for cidr in [net.v4[0].pool, "0.0.0.0/0"] + ([net.v6[0].pool, "::/0"] if net.v6 else []):
             try:
                 await self.links.delete_route(cidr, net.parent, table=table)
             except Exception as e:  # noqa: BLE001
@@ -82,12 +97,20 @@ class L2BridgeMode(TransparentMode):
         ip = str(ipaddress.ip_interface(ep.ipv4).ip)
         self.sysctl(f"/proc/sys/net/ipv4/conf/{ep.host_if}/proxy_arp", "1")
         self.sysctl(f"/proc/sys/net/ipv4/neigh/{ep.host_if}/proxy_delay", "0")
-        self.sysctl(f"/proc/sys/net/ipv6/conf/{ep.host_if}/disable_ipv6", "1")
+        self.sysctl(f"/proc/sys/net/ipv6/conf/{ep.host_if}/disable_ipv6", "0" if ep.ipv6 else "1")
         table = table_id(net)
         await self.links.ensure_route(f"{ip}/32", ep.host_if, src=await self._route_src(net))
         await self.links.ensure_route(f"{ip}/32", ep.host_if, table=table)
         await self.links.ensure_rule(ep.host_if, table, RULE_PRIORITY)
         await self.links.ensure_proxy_neigh(ip, net.parent)
+        if ep.ipv6:
+            ip6 = str(ipaddress.ip_interface(ep.ipv6).ip)
+            link = await self.links.get(ep.host_if)
+            await self.links.ensure_addr(link.index, ep.host_if, f"{LINK_LOCAL_GW}/64")
+            await self.links.ensure_route(f"{ip6}/128", ep.host_if)
+            await self.links.ensure_route(f"{ip6}/128", ep.host_if, table=table)
+            await self.links.ensure_rule(ep.host_if, table, RULE_PRIORITY, socket.AF_INET6)
+            await self.links.ensure_proxy_neigh(ip6, net.parent)
 
     async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
         if await self.links.ensure_routed_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, self.alias(ep.id)):
@@ -104,10 +127,17 @@ class L2BridgeMode(TransparentMode):
     async def _forget_host_side(self, net: Network, ep: Endpoint) -> list[str]:
         errors = []
         ip = str(ipaddress.ip_interface(ep.ipv4).ip)
-        for what, fn, args in (
+        steps = [
             ("proxy neighbour", self.links.delete_proxy_neigh, (ip, net.parent)),
             ("rule", self.links.delete_rule, (ep.host_if, table_id(net), RULE_PRIORITY, socket.AF_INET)),
-        ):
+        ]
+        if ep.ipv6:
+            ip6 = str(ipaddress.ip_interface(ep.ipv6).ip)
+            steps += [
+                ("IPv6 proxy neighbour", self.links.delete_proxy_neigh, (ip6, net.parent)),
+                ("IPv6 rule", self.links.delete_rule, (ep.host_if, table_id(net), RULE_PRIORITY, socket.AF_INET6)),
+            ]
+        for what, fn, args in steps:
             try:
                 await fn(*args)
             except Exception as e:  # noqa: BLE001
@@ -118,6 +148,17 @@ class L2BridgeMode(TransparentMode):
         # The veth's routes go with it; the rule (by name) and the proxy entry (on parent) do not.
         errors = await self._forget_host_side(net, ep)
         return errors + await self._delete_links([ep.host_if])
+
+    def join_reply(self, net: Network, ep: Endpoint) -> dict:
+        reply = super().join_reply(net, ep)
+        if net.v6 and ep.ipv6:
+            # The container's IPv6 neighbours are reached through the host (see the module doc).
+            reply["GatewayIPv6"] = LINK_LOCAL_GW
+            pool = ipaddress.ip_network(net.v6[0].pool)
+            halves = list(pool.subnets(prefixlen_diff=1)) if pool.prefixlen < 128 else []
+            reply["StaticRoutes"] = [{"Destination": str(h), "RouteType": 0, "NextHop": LINK_LOCAL_GW}
+                                     for h in halves]
+        return reply
 
     async def announce(self, net: Network, ep: Endpoint) -> None:
         parent = await self.links.get(net.parent)
