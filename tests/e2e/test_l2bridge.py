@@ -133,8 +133,14 @@ def test_ipv6_lan_sees_only_the_hosts_mac(nets, ctrs, daemon, lan, router_server
     net = nets.create("l26", "-o", "mode=l2bridge", "-o", f"parent={lan.parent}", "--ipv6",
                       "--subnet", SUBNET, "--gateway", ROUTER, "--subnet", SUBNET6, "--gateway", ROUTER6)
     web6 = "fd77::140"
+    # The LAN router learns from unsolicited NAs (RFC 9131: routers only, and only when told to).
+    lan.router.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    lan.router.run("sysctl", "-qw", "net.ipv6.conf.r0.accept_untracked_na=1")
     web = ctrs.start("l26web", "--net", net, "--ip", WEB, "--ip6", web6, "--cap-add", "NET_ADMIN",
                      IMAGE, "httpd", "-f", "-p", "80")
+    # The join's unsolicited NA already told the router: container address -> host MAC.
+    wait_for(lambda: hostmac in lan.router.run("ip", "-6", "neigh", "show", web6).stdout, timeout=5,
+             what=f"router learns {web6} at {hostmac} from the unsolicited NA")
     # LAN client -> container over IPv6: the host answers neighbour solicitations with its own MAC.
     assert lan.client.run("busybox", "ping", "-6", "-c1", "-W2", web6, check=False).returncode == 0
     assert PAGE in (fetch(f"http://[{web6}]/", lan.client.name) or "")

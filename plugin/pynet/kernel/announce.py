@@ -30,3 +30,21 @@ def send_garp(ifname: str, ip: str, mac: str, count: int = 1) -> None:
                 s.send(garp_frame(ip, mac))
     except OSError as e:
         raise KernelError(f"cannot announce {ip} on {ifname}: {e.strerror}") from None
+
+
+def send_unsolicited_na(ifname: str, ifindex: int, ip6: str, mac: str, count: int = 1) -> None:
+    """RFC 4861 unsolicited neighbour advertisement (Override set) to all-nodes, from ifname.
+
+    A raw ICMPv6 socket: the kernel picks the link-local source and fills the checksum.
+    """
+    msg = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, ip6) \
+        + bytes([2, 1]) + bytes.fromhex(mac.replace(":", ""))
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            for _ in range(count):
+                s.sendto(msg, ("ff02::1", 0, 0, ifindex))
+    except OSError as e:
+        raise KernelError(f"cannot announce {ip6} on {ifname}: {e.strerror}") from None

@@ -15,7 +15,7 @@ carries parent's MAC whoever sent it, and frames for containers arrive at it.
                      are not NATed.
   anti-spoofing      nftables drops packets from a container's veth whose
                      source is not that container's address (firewall).
-  join               a gratuitous ARP on parent announces the address.
+  join               a gratuitous ARP (IPv6: an unsolicited NA) on parent announces it.
   IPv6               the same with proxy NDP on parent; Linux has no proxy-all for
                      neighbour discovery, so the container side uses routes instead:
                      each container veth's host side holds fe80::1, which is the
@@ -164,3 +164,6 @@ class L2BridgeMode(TransparentMode):
         parent = await self.links.get(net.parent)
         if parent is not None and ep.ipv4:
             announce.send_garp(net.parent, str(ipaddress.ip_interface(ep.ipv4).ip), parent.mac, count=2)
+        if parent is not None and ep.ipv6:
+            announce.send_unsolicited_na(net.parent, parent.index, str(ipaddress.ip_interface(ep.ipv6).ip),
+                                         parent.mac, count=2)
