@@ -536,7 +536,8 @@ def _s6(L, d, out, charts) -> None:
     L.append(table(["path", "pynet", "Gbit/s (min–max)", "baseline", "Gbit/s (min–max)", "pynet ÷ baseline"],
                    rows))
     L.append("")
-    groups = [f"{path}\n{a.replace('pynet ', '')}" for a, _ in LAN_PAIRS for path in d["gbps"]]
+    groups = [f"{a.replace('pynet ', '')}\n{path.replace('container', 'ctr')}" for a, _ in LAN_PAIRS
+              for path in d["gbps"]]
     series = {"pynet": [d["gbps"][path].get(a, []) for a, _ in LAN_PAIRS for path in d["gbps"]],
               "baseline (Docker bridge / macvlan / routed veth)":
                   [d["gbps"][path].get(b, []) for _, b in LAN_PAIRS for path in d["gbps"]]}
