@@ -15,7 +15,7 @@ images: dockerd
 	bash scripts/images.sh
 
 # Run pynet for real: legacy plugin socket /run/docker/plugins/pynet.sock.
-run: dockerd
+run: images
 	.venv/bin/pynet serve $(if $(CONFIG),--config $(CONFIG))
 
 test: images
