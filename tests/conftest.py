@@ -32,6 +32,9 @@ def leaks() -> list[str]:
     found = [f"link {n}" for n in links_with_prefix()]
     out = sh("ip", "netns", "list", check=False).stdout
     found += [f"netns {line.split()[0]}" for line in out.splitlines() if line.startswith(NS_PREFIX)]
+    for fam in ("-4", "-6"):
+        rules = sh("ip", fam, "rule", check=False).stdout
+        found += [f"rule {line.strip()}" for line in rules.splitlines() if f"iif {PREFIX}" in line]
     tables = sh("nft", "list", "tables", check=False).stdout
     found += [f"nft {line}" for line in tables.splitlines() if line.split()[-1:] == [TABLE]]
     for fam in ("ip", "ip6"):

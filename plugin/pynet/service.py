@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 
 from . import faults, options, ports
 from .config import Config, parse_port_range
@@ -123,6 +124,7 @@ class Service:
                     except PynetError as e:
                         report["errors"].append(f"endpoint {ep.id[:12]}: {e}")
             report["leftovers_removed"] = await self._remove_leftovers()
+            report["leftovers_removed"] += await self._sweep_rules()
             self.leftovers_removed = report["leftovers_removed"]
             await self.firewall.rebuild(nets)
             # DeleteNetwork/DeleteEndpoint that pynet died in: Docker will not send them again.
@@ -185,6 +187,28 @@ class Service:
                 removed.append(name)
             except PynetError as e:
                 log.error("leftover not removed", extra={"fields": {"link": name, "error": str(e)}})
+        return removed
+
+    async def _sweep_rules(self) -> list[str]:
+        """l2bridge policy rules (iif <our veth> lookup <net table>) that belong to no endpoint.
+
+        A crash between creating a container's rule and saving its endpoint leaves one;
+        its veth goes as a leftover link, the rule (kept by name) goes here."""
+        from .modes.l2bridge import RULE_PRIORITY
+
+        if self.store.problems:
+            return []
+        expected = {(fam, ep.host_if) for net in self.nets.values() if net.mode == "l2bridge"
+                    for ep in net.endpoints.values()
+                    for fam in ((socket.AF_INET, socket.AF_INET6) if ep.ipv6 else (socket.AF_INET,))}
+        removed = []
+        for family, iif, table in await self.links.rules(RULE_PRIORITY):
+            if iif.startswith(self.cfg.link_prefix) and (family, iif) not in expected:
+                try:
+                    await self.links.delete_rule(iif, table, RULE_PRIORITY, family)
+                    removed.append(f"rule iif {iif} lookup {table}")
+                except PynetError as e:
+                    log.error("stale rule not removed", extra={"fields": {"iif": iif, "error": str(e)}})
         return removed
 
     async def check_firewall(self) -> None:

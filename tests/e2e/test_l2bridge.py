@@ -9,7 +9,7 @@ import pytest
 
 from conftest import IMAGE, PEER_SERVER
 from lan import BEYOND, CLIENT, CLIENT6, HOST, ROUTER, ROUTER6, SUBNET, SUBNET6
-from lib import PREFIX, TABLE, docker, links_with_prefix, sh, wait_for
+from lib import DOCKER, NS_PREFIX, PREFIX, TABLE, TAG, docker, links_with_prefix, sh, wait_for
 from test_nat import bounded
 from test_ports import PAGE, fetch
 from test_transparent import lan  # noqa: F401 - fixture
@@ -168,3 +168,23 @@ def test_l2bridge_bad_options(nets, daemon, lan):
         p = nets.create("l2b", *base, *args, check=False)
         assert p.returncode != 0 and words in p.stderr, (args, p.stderr)
     assert links_with_prefix() == []
+
+
+def test_crash_mid_create_endpoint_leaves_no_rule(nets, ctrs, daemon, lan):
+    """kill -9 after the kernel part of CreateEndpoint (veth, rule, proxy entry) but before the state save:
+    at restart the veth goes as a leftover link and the policy rule, kept by name, is swept too."""
+    from test_crash import crash_during
+
+    net = l2_net(nets, lan, "l2c")
+    name = f"{NS_PREFIX}-l2cweb"
+    ctrs.made.append(name)
+    args = ("run", "-d", "--name", name, "--label", f"pynet-test={TAG}", "--net", net, "--ip", WEB,
+            IMAGE, "httpd", "-f", "-p", "80")
+    ok, _err = crash_during(daemon, "create_endpoint:kernel", *args)
+    assert not ok
+    assert f"iif {PREFIX}" not in sh("ip", "rule").stdout, sh("ip", "rule").stdout
+    assert links_with_prefix() == []
+    sh(DOCKER, "rm", "-f", name, check=False)
+    docker(*args)  # the user's retry
+    assert PAGE in (fetch(f"http://{WEB}/", lan.client.name) or "")
+    assert sh("ip", "rule").stdout.count(f"iif {PREFIX}") == 1

@@ -131,6 +131,9 @@ class FakeLinks:
     async def delete_route(self, cidr, dev, **kw) -> None:
         self.routes.pop(cidr, None)
 
+    async def rules(self, priority: int) -> list[tuple[int, str, int]]:
+        return []
+
     async def addresses(self) -> list[tuple[str, str]]:
         out = list(self.host_addrs)
         for link in self.links.values():

@@ -256,6 +256,15 @@ class Links:
         await self._call(f"delete rule iif {iif}", "rule", "del", iifname=iif, table=table, priority=priority,
                          family=family, ok_errnos=(errno.ENOENT, errno.ESRCH))
 
+    async def rules(self, priority: int) -> list[tuple[int, str, int]]:
+        """(family, iif name, table) of the policy rules at `priority`, both families."""
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in await self._call("list rules", "rule", "dump", family=family) or []:
+                if msg.get("FRA_PRIORITY") == priority and msg.get("FRA_IIFNAME"):
+                    out.append((family, msg.get("FRA_IIFNAME"), msg.get("FRA_TABLE") or msg["table"]))
+        return out
+
     async def ensure_proxy_neigh(self, ip: str, dev: str) -> None:
         """`ip neigh add proxy IP dev DEV`: the host answers ARP/NS for IP on DEV with its own MAC."""
         link = await self.get(dev)
