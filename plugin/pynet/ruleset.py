@@ -175,32 +175,28 @@ def _q(name: str) -> str:
 def elements(net: Network) -> dict[str, list[str]]:
     """Set elements a network contributes (nft syntax)."""
     out: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS)}
-    if net.mode == "l2bridge":
-        for ep in net.endpoints.values():
-            for name, items in endpoint_elements(ep).items():
-                out[name] += items
-        return out
-    out["bridges"].append(_q(net.bridge))
-    for sub in net.v4:
-        out["subnets4"].append(f"{_q(net.bridge)} . {sub.pool}")
-    for sub in net.v6:
-        out["subnets6"].append(f"{_q(net.bridge)} . {sub.pool}")
-    out["intra"].append(f"{_q(net.bridge)} . {_q(net.bridge)}")
-    if net.internal:
-        out["internal"].append(_q(net.bridge))
+    if net.mode == "nat":
+        out["bridges"].append(_q(net.bridge))
         for sub in net.v4:
-            out["internal_gw4"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
+            out["subnets4"].append(f"{_q(net.bridge)} . {sub.pool}")
         for sub in net.v6:
-            out["internal_gw6"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
-    elif net.masquerade:
-        out["masq"].append(_q(net.bridge))
+            out["subnets6"].append(f"{_q(net.bridge)} . {sub.pool}")
+        out["intra"].append(f"{_q(net.bridge)} . {_q(net.bridge)}")
+        if net.internal:
+            out["internal"].append(_q(net.bridge))
+            for sub in net.v4:
+                out["internal_gw4"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
+            for sub in net.v6:
+                out["internal_gw6"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
+        elif net.masquerade:
+            out["masq"].append(_q(net.bridge))
     for ep in net.endpoints.values():
         for name, items in endpoint_elements(ep, net.mode).items():
             out[name] = out.get(name, []) + items
     return out
 
 
-def endpoint_elements(ep, mode: str = "l2bridge") -> dict[str, list[str]]:
+def endpoint_elements(ep, mode: str) -> dict[str, list[str]]:
     """What one endpoint adds: its veth and the only source MAC/addresses it may send with."""
     port = _q(ep.host_if)
     ip = ep.ipv4.split("/")[0] if ep.ipv4 else ""

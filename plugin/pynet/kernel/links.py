@@ -129,23 +129,25 @@ class Links:
         await self._call(f"add address {cidr} to {name}", "addr", "add", index=index, address=str(ip.ip),
                          prefixlen=ip.network.prefixlen, flags=flags, ok_errnos=(errno.EEXIST,))
 
+    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str) -> tuple[LinkInfo, bool]:
+        """The veth pair `host`/`peer` (peer with `mac`), made if missing: (host side, created)."""
+        link = await self.get(host)
+        if link is not None:
+            if link.kind != "veth":
+                raise KernelError(f"{host} exists and is not a veth")
+            _same_owner(link, alias)
+            return link, False
+        peer_kw = {"ifname": peer, "address": mac}
+        kw = {}
+        if mtu:
+            peer_kw["mtu"] = kw["mtu"] = mtu
+        await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw)
+        return await self.get(host), True
+
     async def ensure_veth(self, host: str, peer: str, mac: str, mtu: int, master: str, alias: str,
                           isolated: bool) -> bool:
         """Create a veth pair; host side enslaved to `master`. Returns True when it was created."""
-        link = await self.get(host)
-        created = False
-        if link is None:
-            peer_kw = {"ifname": peer, "address": mac}
-            kw = {}
-            if mtu:
-                peer_kw["mtu"] = kw["mtu"] = mtu
-            await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw)
-            link = await self.get(host)
-            created = True
-        elif link.kind != "veth":
-            raise KernelError(f"{host} exists and is not a veth")
-        else:
-            _same_owner(link, alias)
+        link, created = await self._veth(host, peer, mac, mtu, alias)
         try:
             bridge = await self.get(master)
             if bridge is None:
@@ -225,20 +227,7 @@ class Links:
 
     async def ensure_routed_veth(self, host: str, peer: str, mac: str, mtu: int, alias: str) -> bool:
         """A veth pair whose host side is a routed port (no bridge), up. True when created."""
-        link = await self.get(host)
-        created = False
-        if link is None:
-            peer_kw = {"ifname": peer, "address": mac}
-            kw = {}
-            if mtu:
-                peer_kw["mtu"] = kw["mtu"] = mtu
-            await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw)
-            link = await self.get(host)
-            created = True
-        elif link.kind != "veth":
-            raise KernelError(f"{host} exists and is not a veth")
-        else:
-            _same_owner(link, alias)
+        link, created = await self._veth(host, peer, mac, mtu, alias)
         try:
             await self._call(f"set up {host}", "link", "set", index=link.index, ifalias=alias, state="up")
         except BaseException:

@@ -54,9 +54,7 @@ class L2BridgeMode(TransparentMode):
         return names - {""}
 
     async def ensure_network(self, net: Network, undo) -> None:
-        if net.vlan and await self.links.ensure_vlan(net.parent, net.vlan_base, net.vlan, self.alias(net.id)):
-            undo.push("delete VLAN parent", self.links.delete, net.parent)
-        await self.links.set_up(net.parent)
+        await self._ensure_parent(net, undo)
         self.sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         # Proxy ARP answers at once, not after a random delay of up to 0.8 s.
         self.sysctl(f"/proc/sys/net/ipv4/neigh/{net.parent}/proxy_delay", "0")
@@ -85,13 +83,7 @@ class L2BridgeMode(TransparentMode):
                 await self.links.delete_route(cidr, net.parent, table=table)
             except Exception as e:  # noqa: BLE001
                 errors.append(f"route {cidr} (table {table}): {e}")
-        names = []
-        if net.vlan:
-            vlan = await self.links.get(net.parent)
-            if vlan is not None and vlan.alias.startswith(self.owner_tag) and \
-                    not await self._parent_users(net, others):
-                names.append(net.parent)
-        return errors + await self._delete_links(names)
+        return errors + await self._delete_links(await self._parent_to_delete(net, others))
 
     async def _ensure_host_side(self, net: Network, ep: Endpoint) -> None:
         ip = str(ipaddress.ip_interface(ep.ipv4).ip)

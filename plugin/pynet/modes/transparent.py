@@ -74,10 +74,23 @@ class TransparentMode(Mode):
             for cidr in host_routes(ep):
                 await self.links.ensure_route(cidr, net.shim, src if ":" not in cidr else "")
 
-    async def ensure_network(self, net: Network, undo) -> None:
+    async def _ensure_parent(self, net: Network, undo) -> None:
+        """The parent up; a VLAN parent (eth0.50) made when missing."""
         if net.vlan and await self.links.ensure_vlan(net.parent, net.vlan_base, net.vlan, self.alias(net.id)):
             undo.push("delete VLAN parent", self.links.delete, net.parent)
         await self.links.set_up(net.parent)
+
+    async def _parent_to_delete(self, net: Network, others: list[Network]) -> list[str]:
+        """The VLAN parent goes with the last network using it, and only if pynet made it."""
+        if not net.vlan:
+            return []
+        vlan = await self.links.get(net.parent)
+        if vlan is not None and vlan.alias.startswith(self.owner_tag) and not await self._parent_users(net, others):
+            return [net.parent]
+        return []
+
+    async def ensure_network(self, net: Network, undo) -> None:
+        await self._ensure_parent(net, undo)
         if net.shim:
             mac = _shim_mac(net.id)
             if await self.links.ensure_macvlan(net.shim, net.parent, mac, "bridge", net.mtu, self.alias(net.id)):
@@ -87,14 +100,7 @@ class TransparentMode(Mode):
             await self._ensure_routes(net, net.endpoints.values())
 
     async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
-        names = [net.shim]
-        if net.vlan:
-            vlan = await self.links.get(net.parent)
-            # The VLAN goes with the last network using it, and only if pynet made it.
-            if vlan is not None and vlan.alias.startswith(self.owner_tag) and \
-                    not await self._parent_users(net, others):
-                names.append(net.parent)
-        return await self._delete_links(names)
+        return await self._delete_links([net.shim] + await self._parent_to_delete(net, others))
 
     async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
         if await self.links.ensure_macvlan(ep.peer_if, net.parent, ep.mac, net.macvlan_mode, net.mtu,
