@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin"))
-from pynet.client import UnixHTTPConnection  # noqa: E402
+from pynet.client import UnixHTTPConnection, request  # noqa: E402
 
 DOCKER = "/usr/bin/docker"
 PYNET = str(ROOT / ".venv" / "bin" / "pynet")
@@ -253,18 +253,7 @@ class Pynetd:
             return ""
 
     def call(self, path: str, body=None, timeout: float = 120, method: str = "POST") -> tuple[int, object]:
-        conn = UnixHTTPConnection(SOCK, timeout)
-        try:
-            conn.request(method, path, body=json.dumps(body).encode() if body is not None else b"")
-            resp = conn.getresponse()
-            text = resp.read()
-        finally:
-            conn.close()
-        try:
-            doc = json.loads(text) if text else None
-        except ValueError:
-            doc = text
-        return resp.status, doc
+        return request(SOCK, method, path, json.dumps(body).encode() if body is not None else b"", timeout=timeout)
 
     def ok(self, path: str, body=None, method: str = "POST"):
         status, doc = self.call(path, body, method=method)

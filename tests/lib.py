@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
-from pynet.client import UnixHTTPConnection  # noqa: E402
+from pynet.client import UnixHTTPConnection, request  # noqa: E402
 
 TAG = os.environ.get("PYNET_TEST_TAG") or "".join(random.choices(string.ascii_lowercase, k=1)) + "".join(
     random.choices(string.ascii_lowercase + string.digits, k=1))
@@ -122,19 +122,8 @@ class Daemon:
 
     def call(self, path: str, body=None, raw: bytes | None = None, timeout: float = 30,
              method: str = "POST", headers: dict | None = None) -> tuple[int, object]:
-        conn = UnixHTTPConnection(self.socket, timeout)
-        try:
-            data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-            conn.request(method, path, body=data, headers=headers or {})
-            resp = conn.getresponse()
-            text = resp.read()
-        finally:
-            conn.close()
-        try:
-            doc = json.loads(text) if text else None
-        except ValueError:
-            doc = text
-        return resp.status, doc
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        return request(self.socket, method, path, data, headers, timeout)
 
     def ok(self, path: str, body=None):
         status, doc = self.call(path, body)

@@ -52,21 +52,38 @@ def find_socket(explicit: str | None = None) -> str:
                      "is pynet running? (`make run`, or `make plugin` and `docker plugin ls`)")
 
 
-def call(sock_path: str, method: str, path: str, body: dict | None = None, timeout: float = 30):
+def request(sock_path: str, method: str, path: str, data: bytes = b"", headers: dict | None = None,
+            timeout: float = 30) -> tuple[int, object]:
+    """One HTTP request on the daemon's socket: (status, JSON document, or the raw bytes if not JSON,
+    or None if empty). OSError when the socket cannot be reached."""
     conn = UnixHTTPConnection(sock_path, timeout)
     try:
-        data = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        conn.request(method, path, body=data, headers=headers or {})
         resp = conn.getresponse()
         raw = resp.read()
-    except OSError as e:
-        raise SystemExit(f"pynet: cannot reach the daemon on {sock_path}: {e}") from None
     finally:
         conn.close()
-    doc = json.loads(raw) if raw else {}
-    if resp.status != 200:
-        msg = doc.get("Err") if isinstance(doc, dict) else raw.decode(errors="replace")
+    try:
+        return resp.status, json.loads(raw) if raw else None
+    except ValueError:
+        return resp.status, raw
+
+
+def call(sock_path: str, method: str, path: str, body: dict | None = None, timeout: float = 30):
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        status, doc = request(sock_path, method, path, data,
+                              {"Content-Type": "application/json"} if data else {}, timeout)
+    except OSError as e:
+        raise SystemExit(f"pynet: cannot reach the daemon on {sock_path}: {e}") from None
+    if doc is None:
+        doc = {}
+    if status != 200:
+        msg = doc.get("Err") if isinstance(doc, dict) else \
+            (doc.decode(errors="replace") if isinstance(doc, bytes) else str(doc))
         raise SystemExit(f"pynet: {msg}")
+    if isinstance(doc, bytes):
+        json.loads(doc)  # not JSON: fails as it always did
     return doc
 
 
