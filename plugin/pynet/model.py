@@ -54,6 +54,9 @@ class Endpoint:
     sandbox: str = ""
     ports: list[PortMapping] = field(default_factory=list)  # as requested in CreateEndpoint
     bindings: list[Binding] = field(default_factory=list)  # as applied (ProgramExternalConnectivity)
+    # `pynet port add` ports waiting for this container's next gateway endpoint (its gateway moved away).
+    parked: list[PortMapping] = field(default_factory=list)
+    gateway: bool = False  # Docker programmed it as the container's gateway endpoint (PEC, not revoked since)
     deleting: bool = False  # DeleteEndpoint received and saved: finished at start if pynet died in it
 
 
@@ -105,6 +108,7 @@ def network_from_dict(d: dict) -> Network:
         e = dict(e)
         e["ports"] = [PortMapping(**p) for p in e.get("ports", [])]
         e["bindings"] = [Binding(**b) for b in e.get("bindings", [])]
+        e["parked"] = [PortMapping(**p) for p in e.get("parked", [])]
         eps[eid] = Endpoint(**e)
     d["endpoints"] = eps
     return Network(**d)

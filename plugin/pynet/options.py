@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 import re
 
 from .errors import InvalidOption, InvalidRequest
 from .model import MODES, Endpoint, Network, PortMapping, Subnet
 
+log = logging.getLogger("pynet.options")
 GENERIC = "com.docker.network.generic"
+# Docker-level keys newer engines leave in the generic options (-o, default-network-opts):
+# they mean what the matching top-level option means.
+DOCKER_FLAGS = {
+    "com.docker.network.enable_ipv4": "--ipv4",
+    "com.docker.network.enable_ipv6": "--ipv6",
+    "com.docker.network.internal": "--internal",
+}
 DHCP_SPACE = "pynet-dhcp"  # address space of pynet's IPAM driver: addresses from the LAN's DHCP server
 # Option names users of Docker's bridge driver already type, mapped to pynet's.
 ALIASES = {
@@ -84,7 +93,9 @@ def _mapping(body: dict, key: str) -> dict:
     return value
 
 
-def _ip_data(body: dict, key: str, version: int) -> list[Subnet]:
+def _ip_data(body: dict, key: str, version: int, mode: str = "nat") -> list[Subnet]:
+    """IPv4Data/IPv6Data -> subnets. A LAN mode's subnet may come without a gateway (Docker 28+
+    reserves none after GwAllocCheck): it stays "" here and the mode finds the LAN router."""
     items = body.get(key) or []
     if not isinstance(items, list):
         raise InvalidRequest(f"{key} must be a list")
@@ -120,12 +131,27 @@ def _ip_data(body: dict, key: str, version: int) -> list[Subnet]:
             if gw.ip == pool.network_address or (version == 4 and gw.ip == pool.broadcast_address):
                 raise InvalidOption(f"gateway {gw.ip} is the network or broadcast address of {pool}; "
                                     f"give a host address with --gateway")
+        elif mode != "nat":
+            out.append(Subnet(pool=str(pool), gateway=""))
+            continue
         else:
             # A null IPAM pool may come without a gateway: take the first host address.
             gw = ipaddress.ip_interface(f"{pool.network_address + 1}/{pool.prefixlen}")
         gw = ipaddress.ip_interface(f"{gw.ip}/{pool.prefixlen}")
         out.append(Subnet(pool=str(pool), gateway=str(gw)))
     return out
+
+
+def network_mode(body: dict) -> str:
+    """The mode a CreateNetwork/GwAllocCheck body asks for (validated: unknown modes are refused)."""
+    opts = _mapping(body, "Options")
+    generic = opts.get(GENERIC) or {}
+    if not isinstance(generic, dict):
+        raise InvalidRequest(f"Options[{GENERIC}] must be an object")
+    mode = str(generic.get("mode", "nat")).strip().lower()
+    if mode not in MODES:
+        raise InvalidOption(f"option mode must be one of {', '.join(MODES)}, got {generic.get('mode')!r}")
+    return mode
 
 
 def parse_network(body: dict, prefix: str) -> Network:
@@ -136,9 +162,18 @@ def parse_network(body: dict, prefix: str) -> Network:
     if not isinstance(generic, dict):
         raise InvalidRequest(f"Options[{GENERIC}] must be an object")
     user: dict[str, str] = {}
+    flags: dict[str, bool] = {}
     for key, value in generic.items():
+        if key in DOCKER_FLAGS:
+            flags[key] = parse_bool(DOCKER_FLAGS[key], value)
+            continue
         name = ALIASES.get(key, key)
         if name not in NETWORK_KEYS:
+            if key.startswith("com.docker.network."):
+                # Docker's own bookkeeping: every engine upgrade adds some (27: enable_ipv6 via
+                # -o; 28: enable_ipv4). Refusing them would break pynet on the next engine.
+                log.debug("ignoring Docker network option", extra={"fields": {"key": key}})
+                continue
             raise InvalidOption(
                 f"unknown network option {key!r} (-o {key}=...); pynet knows: {', '.join(sorted(NETWORK_KEYS))}"
             )
@@ -159,16 +194,21 @@ def parse_network(body: dict, prefix: str) -> Network:
             raise InvalidOption(f"option {key} is only for mode=transparent, not mode=l2bridge "
                                 f"(l2bridge routes through the host: no macvlan, no shim)")
 
-    internal = parse_bool("internal", opts.get("com.docker.network.internal", False))
-    ipv6 = parse_bool("--ipv6", opts.get("com.docker.network.enable_ipv6", False))
-    v4 = _ip_data(body, "IPv4Data", 4)
-    v6 = _ip_data(body, "IPv6Data", 6)
-    if not v4:
-        raise InvalidOption("mode=nat needs an IPv4 subnet from Docker's IPAM; do not use a null IPAM driver")
+    internal = parse_bool("internal", opts.get("com.docker.network.internal",
+                                               flags.get("com.docker.network.internal", False)))
+    ipv6 = parse_bool("--ipv6", opts.get("com.docker.network.enable_ipv6",
+                                         flags.get("com.docker.network.enable_ipv6", False)))
+    ipv4 = parse_bool("--ipv4", opts.get("com.docker.network.enable_ipv4",
+                                         flags.get("com.docker.network.enable_ipv4", True)))
+    v4 = _ip_data(body, "IPv4Data", 4, mode) if ipv4 else []
+    v6 = _ip_data(body, "IPv6Data", 6, mode)
     if ipv6 and not v6:
         raise InvalidOption("--ipv6 needs an IPv6 subnet too: add --subnet with an IPv6 prefix (e.g. fd00:1::/64)")
     if v6 and not ipv6:
         v6 = []  # Docker only sends v6 data with --ipv6; ignore a stray one rather than half-enable it.
+    if not v4 and not v6:
+        raise InvalidOption(f"mode={mode} needs an IPv4 subnet from the IPAM driver (or, with --ipv4=false, "
+                            f"--ipv6 and an IPv6 subnet); do not use a null IPAM driver")
     _no_overlap(v4 + v6)
 
     mtu = 0
@@ -350,8 +390,19 @@ def parse_endpoint(body: dict, net: Network, prefix: str) -> Endpoint:
             if pools and not any(ip.ip in p for p in pools):
                 raise InvalidOption(f"endpoint {name} {value} is outside the network's subnets "
                                     f"({', '.join(map(str, pools))})")
-    if not address:
+    if net.lan:
+        gateways = {ipaddress.ip_interface(s.gateway).ip for s in net.v4 + net.v6 if s.gateway}
+        for value in (address, address6):
+            if value and ipaddress.ip_interface(value).ip in gateways:
+                ip = ipaddress.ip_interface(value).ip
+                raise InvalidOption(f"address {ip} is the LAN router's (the network's gateway) and cannot go to a "
+                                    f"container: recreate the network with --aux-address router={ip} or an "
+                                    f"--ip-range without it, or give the container another --ip")
+    if not address and net.v4:
         raise InvalidOption(f"mode={net.mode} needs an IPv4 address from the IPAM driver for each container")
+    if not address and not address6:
+        raise InvalidOption(f"mode={net.mode} needs an IPv6 address from the IPAM driver for each container "
+                            f"of an IPv6-only network")
     mac = iface.get("MacAddress") or ""
     from_docker = bool(mac)
     if not mac and opts.get("com.docker.network.endpoint.macaddress"):

@@ -105,13 +105,16 @@ def _targets(net: Network, ep: Endpoint, m: PortMapping) -> list[tuple[int, str,
     c6 = str(ipaddress.ip_interface(ep.ipv6).ip) if ep.ipv6 else ""
     host_ip = m.host_ip or net.host_binding_ipv4
     if not host_ip:
-        out = [(4, "", c4)]
-        if c6:
-            out.append((6, "", c6))  # like Docker: 0.0.0.0 and :: when the container has IPv6
-        return out
+        # Like Docker: 0.0.0.0 and :: when the container has both (IPv6-only networks: :: only).
+        return [(f, "", c) for f, c in ((4, c4), (6, c6)) if c]
     ip = ipaddress.ip_address(host_ip)
     spec = "" if ip.is_unspecified else str(ip)
     if ip.version == 4:
+        if not c4:
+            if ip.is_unspecified and c6:
+                return [(6, "", c6)]  # -p 0.0.0.0:... (Docker's default HostIP) on an IPv6-only network
+            raise InvalidOption(f"-p {host_ip}: an IPv4 host address needs an IPv4 container address; this "
+                                f"network is IPv6-only (--ipv4=false): publish on an IPv6 host address")
         return [(4, spec, c4)]
     if not c6:
         raise InvalidOption(f"-p {host_ip}: an IPv6 host address needs an IPv6 container address; "

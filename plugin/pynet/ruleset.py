@@ -43,6 +43,8 @@ iptables-nft can read back, and keeps all real policy here, where drops are fina
 
 from __future__ import annotations
 
+import ipaddress
+
 from .model import Binding, Network
 
 FAMILY = "inet"
@@ -89,14 +91,23 @@ BRIDGE_SETS = {
     "nat_src4": "ifname . ipv4_addr",
     "nat_src6": "ifname . ipv6_addr",
 }
+# Sets declared with `typeof` (nft 1.0.6 has no keyword for a neighbour advertisement's target
+# address: it is the raw 128 bits after the ICMPv6 header and flags); elements are integers.
+BRIDGE_TYPEOF_SETS = {
+    "nat_nd6": "iifname . @th,64,128",
+}
 BRIDGE_CHAINS = {"spoof": "type filter hook prerouting priority -300; policy accept;"}
 BRIDGE_RULES = [
     "iifname @nat_ports iifname . ether saddr != @nat_mac counter drop",
     "iifname @nat_ports ether type ip iifname . ip saddr != @nat_src4 counter drop",
     "iifname @nat_ports ether type arp iifname . arp saddr ether != @nat_mac counter drop",
     "iifname @nat_ports ether type arp iifname . arp saddr ip != @nat_src4 counter drop",
-    "iifname @nat_ports ether type ip6 ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @nat_src6 "
-    "counter drop",
+    # IPv6: its own global and link-local (EUI-64 of its MAC) sources, :: for duplicate address
+    # detection; no router advertisements or redirects; a neighbour advertisement may only claim
+    # one of its own addresses (else a container could take another's or the gateway's traffic).
+    "iifname @nat_ports ether type ip6 ip6 saddr != :: iifname . ip6 saddr != @nat_src6 counter drop",
+    "iifname @nat_ports icmpv6 type { nd-router-advert, nd-redirect } counter drop",
+    "iifname @nat_ports icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nat_nd6 counter drop",
 ]
 
 
@@ -127,6 +138,7 @@ def rules() -> dict[str, list[str]]:
     r["raw_pre"].append("iifname @l2b_ifs iifname . ip saddr != @l2b_src4 counter drop")
     r["raw_pre"].append("iifname @l2b_ifs ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @l2b_src6 "
                         "counter drop")
+    r["raw_pre"].append("iifname @l2b_ifs icmpv6 type { nd-router-advert, nd-redirect } counter drop")
     for chain in ("dnat_pre", "dnat_out"):
         for fam, nfproto in (("ip", "ipv4"), ("ip6", "ipv6")):
             n = "4" if fam == "ip" else "6"
@@ -163,6 +175,7 @@ def skeleton(table: str) -> list[str]:
     b = f"bridge {table}"
     lines += [f"add table {b}", f"delete table {b}", f"add table {b}"]
     lines += [f"add set {b} {name} {{ type {typ}; }}" for name, typ in BRIDGE_SETS.items()]
+    lines += [f"add set {b} {name} {{ typeof {typ}; }}" for name, typ in BRIDGE_TYPEOF_SETS.items()]
     lines += [f"add chain {b} {name} {{ {spec} }}" for name, spec in BRIDGE_CHAINS.items()]
     lines += [f"add rule {b} spoof {rule}" for rule in BRIDGE_RULES]
     return lines
@@ -196,23 +209,28 @@ def elements(net: Network) -> dict[str, list[str]]:
     return out
 
 
+def link_local(mac: str) -> str:
+    """The EUI-64 link-local address a kernel forms for `mac` (addr_gen_mode 0, a container's default)."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    eui = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + eui))
+
+
 def endpoint_elements(ep, mode: str) -> dict[str, list[str]]:
     """What one endpoint adds: its veth and the only source MAC/addresses it may send with."""
     port = _q(ep.host_if)
     ip = ep.ipv4.split("/")[0] if ep.ipv4 else ""
+    ip6 = ep.ipv6.split("/")[0] if ep.ipv6 else ""
     if mode == "l2bridge":
-        out = {"l2b_ifs": [port], "l2b_src4": [f"{port} . {ip}"], "l2b_src6": []}
-        if ep.ipv6:
-            out["l2b_src6"].append(f"{port} . {ep.ipv6.split('/')[0]}")
-        return out
+        return {"l2b_ifs": [port], "l2b_src4": [f"{port} . {ip}"] if ip else [],
+                "l2b_src6": [f"{port} . {ip6}"] if ip6 else []}
     if mode != "nat" or not ep.host_if:
         return {}
-    out = {"nat_ports": [port], "nat_mac": [f"{port} . {ep.mac}"], "nat_src4": [], "nat_src6": []}
-    if ip:
-        out["nat_src4"].append(f"{port} . {ip}")
-    if ep.ipv6:
-        out["nat_src6"].append(f"{port} . {ep.ipv6.split('/')[0]}")
-    return out
+    own6 = [a for a in (ip6, link_local(ep.mac)) if a]
+    return {"nat_ports": [port], "nat_mac": [f"{port} . {ep.mac}"],
+            "nat_src4": [f"{port} . {ip}"] if ip else [],
+            "nat_src6": [f"{port} . {a}" for a in own6],
+            "nat_nd6": [f"{port} . {int(ipaddress.IPv6Address(a)):#034x}" for a in own6]}
 
 
 def binding_key(b: Binding) -> tuple[str, str]:
@@ -235,14 +253,15 @@ def element_lines(table: str, op: str, elems: dict[str, list[str]], chunk: int =
     lines = []
     for name, items in elems.items():
         for i in range(0, len(items), chunk):
-            family = "bridge" if name in BRIDGE_SETS else FAMILY
+            family = "bridge" if name in BRIDGE_SETS or name in BRIDGE_TYPEOF_SETS else FAMILY
             lines.append(f"{op} element {family} {table} {name} {{ {', '.join(items[i:i + chunk])} }}")
     return lines
 
 
 def full(table: str, networks: list[Network]) -> list[str]:
     """The whole table for these networks, as one transaction."""
-    merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS, *BRIDGE_SETS)}
+    merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS, *BRIDGE_SETS,
+                                                          *BRIDGE_TYPEOF_SETS)}
     bindings: list[Binding] = []
     for net in networks:
         for name, items in elements(net).items():

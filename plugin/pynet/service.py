@@ -20,7 +20,7 @@ from . import faults, options, ports
 from .config import Config, parse_port_range
 from .errors import Conflict, InvalidOption, KernelError, NotFound, PynetError
 from .kernel import sysctl
-from .model import Binding, Endpoint, Network, to_dict
+from .model import Binding, Endpoint, Network, PortMapping, to_dict
 from .modes import Mode
 from .modes.l2bridge import L2BridgeMode
 from .modes.nat import NatMode
@@ -200,7 +200,7 @@ class Service:
             return []
         expected = {(fam, ep.host_if) for net in self.nets.values() if net.mode == "l2bridge"
                     for ep in net.endpoints.values()
-                    for fam in ((socket.AF_INET, socket.AF_INET6) if ep.ipv6 else (socket.AF_INET,))}
+                    for fam, addr in ((socket.AF_INET, ep.ipv4), (socket.AF_INET6, ep.ipv6)) if addr}
         removed = []
         for family, iif, table in await self.links.rules(RULE_PRIORITY):
             if iif.startswith(self.cfg.link_prefix) and (family, iif) not in expected:
@@ -267,6 +267,7 @@ class Service:
     # ---------------------------------------------------------------- networks
     async def create_network(self, body: dict) -> dict:
         net = options.parse_network(body, self.cfg.link_prefix)
+        await self.modes[net.mode].prepare(net)
         async with self._nets_lock:
             old = self.nets.get(net.id)
             if old is not None:
@@ -294,6 +295,13 @@ class Service:
                 raise
             await self.sync_docker_user()
         return {}
+
+    async def gw_alloc_check(self, body: dict) -> dict:
+        """Docker 28+: reserve no gateway address in a LAN mode, whose gateway is the LAN's router
+        (the user's --gateway is reserved all the same; without one pynet takes the parent's router)."""
+        mode = options.network_mode(body)
+        lan = mode in ("transparent", "l2bridge")
+        return {"SkipIPv4": lan, "SkipIPv6": lan}
 
     async def _evict_ghost_networks(self, net: Network, body: dict) -> None:
         """A network pynet saved but Docker never got (pynet died before answering) is a ghost.
@@ -380,7 +388,6 @@ class Service:
         net_id = options.object_id(body, "NetworkID")
         net = self.network(net_id)
         ep = options.parse_endpoint(body, net, self.cfg.link_prefix)
-        self._check_ports_allowed(net, ep.ports)
         async with self._locks[net_id]:
             net = self.network(net_id)  # may have gone while we waited
             old = net.endpoints.get(ep.id)
@@ -478,11 +485,12 @@ class Service:
         opts = body.get("Options") or {}
         if not isinstance(opts, dict):
             raise options.InvalidRequest("Options must be an object")
-        # Docker sends the port map here too (and, for --internal, only here).
-        mappings = options.parse_portmap(opts.get("com.docker.network.portmap"))
+        # Docker sends the container's whole port map with every Join, on every network it joins
+        # (an --internal or LAN network too): ports are applied where Docker says, in
+        # ProgramExternalConnectivity (the container's gateway endpoint), never refused here.
+        options.parse_portmap(opts.get("com.docker.network.portmap"))
         async with self._locks[net_id]:
             net, ep = self.endpoint(net_id, ep_id)
-            self._check_ports_allowed(net, mappings)
             # After a reboot Docker joins endpoints whose links went with the old namespace.
             await self.mode(net).ensure_endpoint(net, ep, Undo())
             await self.firewall.add_endpoint(net, ep)
@@ -506,24 +514,62 @@ class Service:
         net = self.nets.get(net_id)
         if net is None:
             return {}
+        cli: list[PortMapping] = []
+        sandbox = ""
         async with self._locks[net_id]:
             ep = net.endpoints.get(ep_id)
-            if ep is not None and ep.sandbox:
-                ep.sandbox = ""
+            if ep is not None and (ep.sandbox or ep.bindings or ep.parked or ep.gateway):
+                # Ports leave with the endpoint (Docker 29 sends no Revoke after a live-restore
+                # restart, so Leave must take them too). `pynet port add` ports belong to the
+                # container: they go on to its next gateway endpoint, if it has another one.
+                cli = ep.parked + _as_mappings([b for b in ep.bindings if b.source != "docker"])
+                sandbox = ep.sandbox
+                await self._unpublish(net, ep, ep.bindings)
+                ep.sandbox, ep.parked, ep.gateway = "", [], False
                 self.store.save(net)
+        if cli and sandbox:
+            await self._hand_over(sandbox, ep_id, cli)
         return {}
 
+    async def _hand_over(self, sandbox: str, leaving: str, mappings: list[PortMapping]) -> None:
+        """CLI ports of a container's endpoint that left: to its gateway endpoint (or parked on another)."""
+        siblings = [(n, e) for n in self.nets.values() for e in n.endpoints.values()
+                    if e.sandbox == sandbox and e.id != leaving and not e.deleting and n.mode == "nat"
+                    and not n.internal]
+        if not siblings:
+            log.info("`pynet port add` ports ended with the container's last pynet endpoint",
+                     extra={"fields": {"endpoint": leaving[:12], "ports": len(mappings)}})
+            return
+        net, ep = next(((n, e) for n, e in siblings if e.gateway), siblings[0])
+        async with self._locks[net.id]:
+            if ep.id not in net.endpoints:
+                return
+            if not ep.gateway:
+                ep.parked += mappings
+                self.store.save(net)
+                return
+            await self._publish_cli(net, ep, mappings)
+
     # ---------------------------------------------------------------- published ports
-    def _check_ports_allowed(self, net: Network, mappings) -> None:
+    def _check_ports_allowed(self, net: Network, mappings, cli: bool = False) -> None:
         if mappings and net.lan:
+            how = "remove -p/-P" if not cli else "publish on a mode=nat network"
+            hint = "" if cli else (" (if the container is also on a pynet nat network, make that its gateway "
+                                   "network: `docker run --network name=NAT,gw-priority=1` or compose "
+                                   "`gw_priority`, Docker 28+)")
             raise InvalidOption(f"published ports (-p/-P) belong to mode=nat; containers of this mode={net.mode} "
-                                "network are reached at their own LAN address: remove -p/-P")
-        if mappings and net.internal:
-            raise InvalidOption("this network is --internal: it has no way in or out, so -p/-P cannot publish "
-                                "ports; remove -p/-P or use a network without --internal")
+                                f"network are reached at their own LAN address: {how}{hint}")
+        if mappings and net.internal and cli:
+            raise InvalidOption("this network is --internal: it has no way in or out, so no port can be published "
+                                "on it; use a network without --internal")
 
     async def program_external(self, body: dict) -> dict:
-        """Docker's port map is applied here, once (CreateEndpoint and Join only carry it)."""
+        """This endpoint became the container's gateway: Docker's port map is applied here.
+
+        Docker sends the map with every Join too (and 29 sends PEC only to the gateway
+        endpoint, Revoke when it stops being it), so this is where ports go, and where
+        the container's `pynet port add` ports follow it (from its other pynet endpoints).
+        """
         net_id = options.object_id(body, "NetworkID")
         ep_id = options.object_id(body, "EndpointID")
         opts = body.get("Options") or {}
@@ -535,15 +581,63 @@ class Service:
                 mappings = options.parse_portmap(opts.get("com.docker.network.portmap"))
             else:
                 mappings = ep.ports
+            if net.internal:
+                # Docker 29 may make an --internal endpoint the gateway when it is the only one; it has
+                # no way in: like Docker's bridge, publish nothing rather than fail the container.
+                log.info("ports not published on an --internal network", extra={"fields": {"endpoint": ep_id[:12]}})
+                mappings = []
             self._check_ports_allowed(net, mappings)
             old = [b for b in ep.bindings if b.source == "docker"]
             keep_cli = [b for b in ep.bindings if b.source != "docker"]
-            await self._publish(net, ep, mappings, "docker", replace=old, others=keep_cli,
-                                call="program_external")
-            ep.ports = mappings
+            before = ep.ports, ep.gateway
+            ep.ports, ep.gateway = mappings, True
+            try:
+                await self._publish(net, ep, mappings, "docker", replace=old, others=keep_cli,
+                                    call="program_external")
+            except BaseException:
+                ep.ports, ep.gateway = before
+                raise
+        await self._adopt_cli_ports(net, ep)
         return {}
 
+    async def _adopt_cli_ports(self, net: Network, ep: Endpoint) -> None:
+        """`pynet port add` ports of this container, parked when its gateway moved, come here.
+
+        Endpoints of one container share Docker's sandbox key. A port that no longer fits
+        (another container took its host port meanwhile) stays parked and is logged."""
+        if not ep.sandbox or net.internal or net.lan:
+            return
+        parked: list = []
+        for other_net in list(self.nets.values()):
+            siblings = [o for o in other_net.endpoints.values()
+                        if o.parked and (o.id == ep.id or (o.sandbox == ep.sandbox and not o.deleting))]
+            if not siblings:
+                continue
+            async with self._locks[other_net.id]:
+                for o in siblings:
+                    parked += o.parked
+                    o.parked = []
+                self.store.save(other_net)
+        if not parked:
+            return
+        async with self._locks[net.id]:
+            if ep.id in net.endpoints:
+                await self._publish_cli(net, ep, parked)
+
+    async def _publish_cli(self, net: Network, ep: Endpoint, mappings: list[PortMapping]) -> None:
+        """Under the network's lock: publish each; one that no longer fits stays parked, logged."""
+        for m in mappings:
+            try:
+                await self._publish(net, ep, [m], "cli", replace=[], others=list(ep.bindings))
+            except PynetError as e:
+                ep.parked.append(m)
+                self.store.save(net)
+                log.warning("a `pynet port add` port could not follow the container's gateway",
+                            extra={"fields": {"endpoint": ep.id[:12], "port": to_dict(m), "error": str(e)}})
+
     async def revoke_external(self, body: dict) -> dict:
+        """This endpoint stopped being the container's gateway: its ports go (Docker's are sent
+        again with the next PEC; `pynet port add` ones are parked until one comes, or it leaves)."""
         net_id = options.object_id(body, "NetworkID")
         ep_id = options.object_id(body, "EndpointID")
         net = self.nets.get(net_id)
@@ -551,7 +645,9 @@ class Service:
             return {}
         async with self._locks[net_id]:
             ep = net.endpoints.get(ep_id)
-            if ep is not None and ep.bindings:
+            if ep is not None and (ep.bindings or ep.gateway):
+                ep.parked += _as_mappings([b for b in ep.bindings if b.source != "docker"])
+                ep.gateway = False
                 await self._unpublish(net, ep, ep.bindings)
                 faults.point("revoke_external:firewall")
                 self.store.save(net)
@@ -611,7 +707,7 @@ class Service:
         mappings = [ports.parse_spec(s) for s in specs]
         async with self._locks[net_id]:
             net, ep = self.endpoint(net_id, ep_id)
-            self._check_ports_allowed(net, mappings)
+            self._check_ports_allowed(net, mappings, cli=True)
             return await self._publish(net, ep, mappings, "cli", replace=[], others=list(ep.bindings))
 
     async def remove_ports(self, net_id: str, ep_id: str, specs: list[str]) -> list[Binding]:
@@ -677,6 +773,16 @@ class Service:
             raise NotFound(f"no single pynet network matches {ref!r}" if not matches
                            else f"{ref!r} matches {len(matches)} networks; give more of the ID")
         return matches[0]
+
+
+def _as_mappings(bindings: list[Binding]) -> list[PortMapping]:
+    """Applied bindings back to requests (one per host port: a dual-stack `-p` is one mapping)."""
+    out: dict[tuple, PortMapping] = {}
+    for b in bindings:
+        key = (b.proto, b.host_port, b.container_port, b.host_ip if b.host_ip else "")
+        out.setdefault(key, PortMapping(proto=b.proto, container_port=b.container_port, host_ip=b.host_ip,
+                                        host_port=b.host_port, host_port_end=b.host_port))
+    return list(out.values())
 
 
 def ipam_lease(held: dict):

@@ -30,7 +30,8 @@ def test_garbage_on_the_socket(daemon, call, raw):
 
 def test_empty_bodies_and_no_content_type(daemon):
     assert daemon.ok("/Plugin.Activate") == {"Implements": ["NetworkDriver", "IpamDriver"]}
-    assert daemon.ok("/NetworkDriver.GetCapabilities") == {"Scope": "local", "ConnectivityScope": "local"}
+    assert daemon.ok("/NetworkDriver.GetCapabilities") == {"Scope": "local", "ConnectivityScope": "local",
+                                                           "GwAllocChecker": True}
     status, doc = daemon.call("/NetworkDriver.CreateNetwork")
     assert status != 200 and "NetworkID" in doc["Err"]
     status, doc = daemon.call("/NetworkDriver.NoSuchCall", {})

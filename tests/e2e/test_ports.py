@@ -207,10 +207,46 @@ def test_conflicts_name_the_port_and_leave_nothing(nets, ctrs, daemon):
     assert bindings(daemon) == before
 
 
-def test_ports_refused_on_internal_network(nets, ctrs, daemon):
-    net = nets.create("pint", "--internal")
-    p = docker("run", "--rm", "--net", net, "-p", "18130:80", IMAGE, "true", check=False)
-    assert p.returncode != 0 and "--internal" in p.stderr, p.stderr
+def test_ports_with_an_internal_network_too(nets, ctrs, daemon, outside):
+    """The compose front/back shape: -p on a nat network, then connected to an --internal one.
+
+    Docker sends the container's whole port map with every Join; the internal Join must take
+    it (it once failed with "this network is --internal ... -p/-P cannot publish ports")."""
+    front = nets.create("pfront")
+    back = nets.create("pback", "--internal")
+    web = ctrs.start("pfb", "--net", front, "-p", "18130:80", IMAGE, "httpd", "-f", "-p", "80")
+    docker("network", "connect", back, web)
+    assert PAGE in fetch(f"http://{OUT4_HOST}:18130/", outside.name)
+    db = ctrs.start("pfbdb", "--net", back, IMAGE, "sleep", "600")
+    assert PAGE in ctrs.sh(db, bounded(f"wget -qO- http://{web}/")).stdout  # by name, on the internal network
+    # -p on an internal network alone: the container runs (as with Docker's bridge), nothing is published.
+    alone = ctrs.start("pfbalone", "--net", back, "-p", "18131:80", IMAGE, "httpd", "-f", "-p", "80")
+    assert docker("inspect", "-f", "{{.State.Running}}", alone).stdout.strip() == "true"
+    assert all(b["host_port"] != 18131 for b in bindings(daemon))
+    docker("network", "disconnect", back, web)
+    assert PAGE in fetch(f"http://{OUT4_HOST}:18130/", outside.name)
+
+
+def test_ports_follow_the_gateway_network(nets, ctrs, daemon, outside):
+    """A container on two nat networks keeps one set of ports; they move with Docker's gateway
+    network (the first by name), and `pynet port add` ports move with them."""
+    b = nets.create("pgwb")
+    web = ctrs.start("pgw", "--net", b, "-p", "18132:80", IMAGE, "httpd", "-f", "-p", "80")
+    sh(PYNET, "--socket", daemon.socket, "port", "add", web, "18133:80")
+    ip_b = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{b}").IPAddress}}}}', web).stdout.strip()
+    assert {(x["host_port"], x["container_ip"]) for x in bindings(daemon)} == {(18132, ip_b), (18133, ip_b)}
+    a = nets.create("pgwa")  # sorts first: Docker makes it the gateway when connected
+    docker("network", "connect", a, web)
+    ip_a = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{a}").IPAddress}}}}', web).stdout.strip()
+    assert {(x["host_port"], x["container_ip"]) for x in bindings(daemon)} == {(18132, ip_a), (18133, ip_a)}
+    for port in (18132, 18133):
+        assert PAGE in fetch(f"http://{OUT4_HOST}:{port}/", outside.name)
+    docker("network", "disconnect", a, web)
+    assert {(x["host_port"], x["container_ip"]) for x in bindings(daemon)} == {(18132, ip_b), (18133, ip_b)}
+    for port in (18132, 18133):
+        assert PAGE in fetch(f"http://{OUT4_HOST}:{port}/", outside.name)
+    docker("rm", "-f", web)
+    assert bindings(daemon) == []
 
 
 def test_port_add_and_rm_on_a_running_container(nets, ctrs, daemon, outside):

@@ -93,12 +93,17 @@ def test_bad_endpoints_leave_no_veth(host):
     assert "multicast" in host.err("/NetworkDriver.CreateEndpoint", body)
     assert host.links() == before
     assert len(host.get(f"/pynet/v1/networks/{net.id}")["endpoints"]) == 1
-    # -p on an --internal network: refused at Join (Docker sends the port map only there for --internal).
+    # Docker sends a container's whole port map with every Join, --internal networks included:
+    # accepted there, nothing published (the ports go where Docker programs the gateway).
     internal = host.create_network(88, internal=True)
     ep_id, _ = host.create_endpoint(internal, 2)
-    err = host.err("/NetworkDriver.Join", {"NetworkID": internal.id, "EndpointID": ep_id, "SandboxKey": "",
+    join = host.ok("/NetworkDriver.Join", {"NetworkID": internal.id, "EndpointID": ep_id, "SandboxKey": "",
                                            "Options": {"com.docker.network.portmap": portmap((80, 8080))}})
-    assert "--internal" in err and "-p" in err
+    assert "Gateway" not in join and host.get("/pynet/v1/ports") == []
+    # `pynet port add` on it is refused, saying why.
+    status, doc = host.call("/pynet/v1/ports/add", {"NetworkID": internal.id, "EndpointID": ep_id,
+                                                    "ports": ["8080:80"]})
+    assert status != 200 and "--internal" in doc["Err"]
 
 
 # BUG (product): kernel/links.py ensure_bridge (l. 88-107) and ensure_veth (l. 115-138) create the link,

@@ -11,7 +11,8 @@ from nslib import new_id, network_body, pynet_cli
 def test_handshake_answers_as_a_local_network_driver(host):
     assert host.ok("/Plugin.Activate") == {"Implements": ["NetworkDriver", "IpamDriver"]}
     # Docker sends these bodies empty, with no Content-Type.
-    assert host.ok("/NetworkDriver.GetCapabilities") == {"Scope": "local", "ConnectivityScope": "local"}
+    assert host.ok("/NetworkDriver.GetCapabilities") == {"Scope": "local", "ConnectivityScope": "local",
+                                                          "GwAllocChecker": True}
     assert host.ok("/NetworkDriver.DiscoverNew", {"DiscoveryType": 1, "DiscoveryData": {}}) == {}
 
 

@@ -30,7 +30,7 @@ async def test_rebuild_then_incremental_changes():
     nft = FakeNft()
     f = fw(nft)
     a = nat()
-    a.endpoints[EP_1] = Endpoint(id=EP_1, network_id=ID_A, host_if="h", peer_if="k", mac="m", bindings=[B80])
+    a.endpoints[EP_1] = Endpoint(id=EP_1, network_id=ID_A, host_if="h", peer_if="k", mac="02:42:ac:11:00:02", bindings=[B80])
     await f.rebuild([a, nat(ID_B, mode="transparent")])
     assert len(nft.scripts) == 1  # one transaction
     assert nft.elements(T, "bridges") == {f'"{a.bridge}"': None}  # LAN-mode networks have no bridge here

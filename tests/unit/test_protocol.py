@@ -48,10 +48,11 @@ async def test_activate_whitespace_body(docker):
 
 
 async def test_get_capabilities(docker):
-    assert await docker.ok("/NetworkDriver.GetCapabilities") == {"Scope": "local", "ConnectivityScope": "local"}
+    caps = {"Scope": "local", "ConnectivityScope": "local", "GwAllocChecker": True}
+    assert await docker.ok("/NetworkDriver.GetCapabilities") == caps
     status, doc, _ = await docker.call("/NetworkDriver.GetCapabilities", raw=b"{}",
                                        content_type="application/vnd.docker.plugins.v1.2+json")
-    assert (status, doc) == (200, {"Scope": "local", "ConnectivityScope": "local"})
+    assert (status, doc) == (200, caps)
 
 
 async def test_ipam_capabilities_and_spaces(docker):

@@ -239,12 +239,15 @@ async def test_unjoined_holder_of_an_address_is_a_ghost(docker, service):
     assert list(service.nets[ID_A].endpoints) == [EP_2]
 
 
-async def test_ports_refused_on_internal_network_at_join(docker):
+async def test_ports_of_another_network_accepted_at_internal_join(docker, service):
+    """Docker sends a container's whole port map with every Join (compose: web with ports on a
+    front network and on an internal back network): the internal Join takes it, publishes nothing."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body(internal=True))
-    await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
-    err = await docker.err("/NetworkDriver.Join", dict(ids(), SandboxKey="/x", Options={
+    await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(options={"com.docker.network.portmap": [pm(80, 8080)]}))
+    reply = await docker.ok("/NetworkDriver.Join", dict(ids(), SandboxKey="/x", Options={
         "com.docker.network.portmap": [pm(80, 8080)]}))
-    assert "--internal" in err and "remove -p/-P" in err
+    assert "Gateway" not in reply
+    assert service.list_ports() == []
 
 
 async def test_internal_join_has_no_gateway(docker, nft):
@@ -274,10 +277,14 @@ async def test_transparent_network(docker, links):
     await docker.ok("/NetworkDriver.CreateNetwork", body)
     shim = "pn-s" + ID_A[:11]
     assert links.links[shim].kind == "macvlan" and links.links[shim].parent == "eth0"
-    err = await docker.err("/NetworkDriver.CreateEndpoint", ep_body(address="192.168.50.20/24", options={
+    await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(address="192.168.50.20/24", options={
         "com.docker.network.portmap": [pm(80, 8080)]}))
-    assert "published ports (-p/-P) belong to mode=nat" in err
-    await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(address="192.168.50.20/24"))
+    # The port map comes with every Join; it is refused only where Docker wants it applied.
+    await docker.ok("/NetworkDriver.Join", dict(ids(), SandboxKey="/x", Options={
+        "com.docker.network.portmap": [pm(80, 8080)]}))
+    err = await docker.err("/NetworkDriver.ProgramExternalConnectivity", dict(ids(), Options={
+        "com.docker.network.portmap": [pm(80, 8080)]}))
+    assert "published ports (-p/-P) belong to mode=nat" in err and "gw-priority" in err
     assert links.links[K1].kind == "macvlan" and links.links[K1].mac == "02:42:c0:a8:32:14"
     assert links.routes["192.168.50.20/32"] == (shim, "192.168.50.10")  # host's own LAN address as source
 

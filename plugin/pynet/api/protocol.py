@@ -98,7 +98,9 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
         return {"Implements": implements}
 
     async def capabilities(_body):
-        return {"Scope": "local", "ConnectivityScope": "local"}
+        # GwAllocChecker (Docker 28+): Docker asks GwAllocCheck before CreateNetwork whether to
+        # reserve a gateway address; older engines ignore the key.
+        return {"Scope": "local", "ConnectivityScope": "local", "GwAllocChecker": True}
 
     async def empty(_body):
         return {}
@@ -118,6 +120,7 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
         "/NetworkDriver.Leave": service.leave,
         "/NetworkDriver.ProgramExternalConnectivity": service.program_external,
         "/NetworkDriver.RevokeExternalConnectivity": service.revoke_external,
+        "/NetworkDriver.GwAllocCheck": service.gw_alloc_check,
         "/NetworkDriver.DiscoverNew": empty,
         "/NetworkDriver.DiscoverDelete": empty,
         "/NetworkDriver.AllocateNetwork": global_only,

@@ -269,6 +269,19 @@ class Links:
         await self._call(f"delete proxy neighbour {ip}", "neigh", "del", dst=ip, ifindex=link.index,
                          flags=NTF_PROXY, state=0, ok_errnos=(errno.ENOENT, errno.ESRCH))
 
+    async def default_routers(self, dev: str) -> list[str]:
+        """Gateways of the main table's default routes through `dev` (IPv4 first)."""
+        link = await self.get(dev)
+        if link is None:
+            return []
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in await self._call("list routes", "route", "dump", family=family) or []:
+                if msg.get("dst_len") == 0 and msg.get("RTA_OIF") == link.index and msg.get("RTA_GATEWAY") \
+                        and (msg.get("RTA_TABLE") or msg.get("table")) == 254:
+                    out.append(msg.get("RTA_GATEWAY"))
+        return out
+
     async def addresses(self) -> list[tuple[str, str]]:
         """Every (interface name, CIDR) on the host, for overlap checks."""
         names = {link.index: link.name for link in await self.list()}

@@ -25,6 +25,9 @@ class Mode:
     def link_names(self, net: Network) -> set[str]:
         raise NotImplementedError
 
+    async def prepare(self, net: Network) -> None:
+        """Fill in what the request left to the driver (read-only kernel lookups), before any check."""
+
     async def check(self, net: Network, others: list[Network]) -> None:
         """Mode-specific conflicts, before anything is touched."""
 
@@ -53,8 +56,10 @@ class Mode:
         reply: dict = {"InterfaceName": {"SrcName": ep.peer_if,
                                          "DstPrefix": net.options.get("container_iface_prefix", "eth")}}
         if not net.internal:
-            # A Gateway keeps Docker from adding docker_gwbridge; --internal has no way out.
-            reply["Gateway"] = str(ipaddress.ip_interface(net.v4[0].gateway).ip)
+            # A Gateway keeps Docker from adding docker_gwbridge (and Docker 26.1+ forwards DNS
+            # only for containers with one); --internal has no way out.
+            if net.v4 and ep.ipv4:
+                reply["Gateway"] = str(ipaddress.ip_interface(net.v4[0].gateway).ip)
             if net.v6 and ep.ipv6:
                 reply["GatewayIPv6"] = str(ipaddress.ip_interface(net.v6[0].gateway).ip)
         return reply

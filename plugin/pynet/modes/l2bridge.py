@@ -59,10 +59,11 @@ class L2BridgeMode(TransparentMode):
         # Proxy ARP answers at once, not after a random delay of up to 0.8 s.
         self.sysctl(f"/proc/sys/net/ipv4/neigh/{net.parent}/proxy_delay", "0")
         table = table_id(net)
-        sub = net.v4[0]
-        await self.links.ensure_route(sub.pool, net.parent, table=table)
-        await self.links.ensure_route("0.0.0.0/0", net.parent, table=table,
-                                      gateway=str(ipaddress.ip_interface(sub.gateway).ip))
+        if net.v4:
+            sub = net.v4[0]
+            await self.links.ensure_route(sub.pool, net.parent, table=table)
+            await self.links.ensure_route("0.0.0.0/0", net.parent, table=table,
+                                          gateway=str(ipaddress.ip_interface(sub.gateway).ip))
         if net.v6:
             self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
             self.sysctl(f"/proc/sys/net/ipv6/conf/{net.parent}/proxy_ndp", "1")
@@ -78,7 +79,7 @@ class L2BridgeMode(TransparentMode):
     async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
         errors = []
         table = table_id(net)
-        for cidr in [net.v4[0].pool, "0.0.0.0/0"] + ([net.v6[0].pool, "::/0"] if net.v6 else []):
+        for cidr in ([net.v4[0].pool, "0.0.0.0/0"] if net.v4 else []) + ([net.v6[0].pool, "::/0"] if net.v6 else []):
             try:
                 await self.links.delete_route(cidr, net.parent, table=table)
             except Exception as e:  # noqa: BLE001
@@ -86,15 +87,16 @@ class L2BridgeMode(TransparentMode):
         return errors + await self._delete_links(await self._parent_to_delete(net, others))
 
     async def _ensure_host_side(self, net: Network, ep: Endpoint) -> None:
-        ip = str(ipaddress.ip_interface(ep.ipv4).ip)
         self.sysctl(f"/proc/sys/net/ipv4/conf/{ep.host_if}/proxy_arp", "1")
         self.sysctl(f"/proc/sys/net/ipv4/neigh/{ep.host_if}/proxy_delay", "0")
         self.sysctl(f"/proc/sys/net/ipv6/conf/{ep.host_if}/disable_ipv6", "0" if ep.ipv6 else "1")
         table = table_id(net)
-        await self.links.ensure_route(f"{ip}/32", ep.host_if, src=await self._route_src(net))
-        await self.links.ensure_route(f"{ip}/32", ep.host_if, table=table)
-        await self.links.ensure_rule(ep.host_if, table, RULE_PRIORITY)
-        await self.links.ensure_proxy_neigh(ip, net.parent)
+        if ep.ipv4:
+            ip = str(ipaddress.ip_interface(ep.ipv4).ip)
+            await self.links.ensure_route(f"{ip}/32", ep.host_if, src=await self._route_src(net))
+            await self.links.ensure_route(f"{ip}/32", ep.host_if, table=table)
+            await self.links.ensure_rule(ep.host_if, table, RULE_PRIORITY)
+            await self.links.ensure_proxy_neigh(ip, net.parent)
         if ep.ipv6:
             ip6 = str(ipaddress.ip_interface(ep.ipv6).ip)
             link = await self.links.get(ep.host_if)
@@ -118,22 +120,18 @@ class L2BridgeMode(TransparentMode):
 
     async def _forget_host_side(self, net: Network, ep: Endpoint) -> list[str]:
         errors = []
-        ip = str(ipaddress.ip_interface(ep.ipv4).ip)
-        steps = [
-            ("proxy neighbour", self.links.delete_proxy_neigh, (ip, net.parent)),
-            ("rule", self.links.delete_rule, (ep.host_if, table_id(net), RULE_PRIORITY, socket.AF_INET)),
-        ]
-        if ep.ipv6:
-            ip6 = str(ipaddress.ip_interface(ep.ipv6).ip)
-            steps += [
-                ("IPv6 proxy neighbour", self.links.delete_proxy_neigh, (ip6, net.parent)),
-                ("IPv6 rule", self.links.delete_rule, (ep.host_if, table_id(net), RULE_PRIORITY, socket.AF_INET6)),
-            ]
+        steps = []
+        for cidr, family in ((ep.ipv4, socket.AF_INET), (ep.ipv6, socket.AF_INET6)):
+            if not cidr:
+                continue
+            ip = str(ipaddress.ip_interface(cidr).ip)
+            steps += [(f"proxy neighbour {ip}", self.links.delete_proxy_neigh, (ip, net.parent)),
+                      (f"rule for {ip}", self.links.delete_rule, (ep.host_if, table_id(net), RULE_PRIORITY, family))]
         for what, fn, args in steps:
             try:
                 await fn(*args)
             except Exception as e:  # noqa: BLE001
-                errors.append(f"{what} {ip}: {e}")
+                errors.append(f"{what}: {e}")
         return errors
 
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:

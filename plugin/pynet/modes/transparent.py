@@ -33,6 +33,24 @@ class TransparentMode(Mode):
             names.add(net.parent)
         return names - {""}
 
+    async def prepare(self, net: Network) -> None:
+        """A subnet without a gateway (Docker 28+ reserves none for LAN modes, see GwAllocCheck):
+        the LAN's router is the parent's default router, when it is inside the subnet."""
+        missing = [s for s in net.v4 + net.v6 if not s.gateway]
+        if not missing:
+            return
+        routers = [ipaddress.ip_address(r) for r in await self.links.default_routers(net.parent)]
+        for sub in missing:
+            pool = ipaddress.ip_network(sub.pool)
+            fits = [r for r in routers if r.version == pool.version and (r in pool or r.is_link_local)]
+            fits.sort(key=lambda r: r.is_link_local)  # a router inside the subnet first
+            if not fits:
+                seen = ", ".join(str(r) for r in routers if r.version == pool.version) or "none"
+                raise InvalidOption(f"subnet {pool} has no --gateway, and the default router of parent "
+                                    f"{net.parent} ({seen}) is not inside it: give the LAN's router with "
+                                    f"--gateway")
+            sub.gateway = f"{fits[0]}/{pool.prefixlen}"
+
     async def check(self, net: Network, others: list[Network]) -> None:
         if net.vlan:
             if await self.links.get(net.vlan_base) is None:
