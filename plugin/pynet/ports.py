@@ -33,6 +33,11 @@ def host_port_free(family: int, host_ip: str, proto: str, port: int) -> str | No
     addr = host_ip or ("0.0.0.0" if family == 4 else "::")
     s = socket.socket(af, kind)
     try:
+        if proto == "tcp":
+            # TIME_WAIT entries of a program that served on the port lately are not a user of it
+            # (without this, bind fails for a minute after); a listener still makes bind fail.
+            # Not for UDP: there SO_REUSEADDR would let the probe share a port a program holds.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == 6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         s.bind((addr, port))

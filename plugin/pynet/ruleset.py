@@ -260,6 +260,11 @@ def element_lines(table: str, op: str, elems: dict[str, list[str]], chunk: int =
 
 def full(table: str, networks: list[Network]) -> list[str]:
     """The whole table for these networks, as one transaction."""
+    return skeleton(table) + element_lines(table, "add", full_elements(networks))
+
+
+def full_elements(networks: list[Network]) -> dict[str, list[str]]:
+    """Every element these networks put in the table."""
     merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS, *BRIDGE_SETS,
                                                           *BRIDGE_TYPEOF_SETS)}
     bindings: list[Binding] = []
@@ -269,14 +274,14 @@ def full(table: str, networks: list[Network]) -> list[str]:
         for ep in net.endpoints.values():
             bindings += ep.bindings
     merged.update(binding_elements(bindings))
-    return skeleton(table) + element_lines(table, "add", merged)
+    return merged
 
 
 # --- DOCKER-USER (Docker's chain in `ip filter`; only plain rules it can decode) ---
 
-def docker_user_wanted(prefix: str, networks: list[Network]) -> list[tuple[str, str]]:
+def docker_user_wanted(prefix: str, networks: list[Network], always: bool = False) -> list[tuple[str, str]]:
     """(meta key, name pattern) pairs that must be accepted in DOCKER-USER."""
-    if not networks:
+    if not networks and not always:
         return []
     patterns = [prefix + "*"] + sorted({n.bridge for n in networks if n.custom_bridge})
     return [(key, p) for p in patterns for key in ("iifname", "oifname")]

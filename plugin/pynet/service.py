@@ -9,10 +9,9 @@ networks); calls for different networks' endpoints never wait on each other.
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import ipaddress
 import logging
-import os
 import re
 import socket
 
@@ -21,7 +20,7 @@ from .config import Config, parse_port_range
 from .errors import Conflict, InvalidOption, KernelError, NotFound, PynetError
 from .kernel import sysctl
 from .model import Binding, Endpoint, Network, PortMapping, to_dict
-from .modes import Mode
+from .modes import CREATED, GONE, Mode
 from .modes.l2bridge import L2BridgeMode
 from .modes.nat import NatMode
 from .modes.transparent import TransparentMode
@@ -58,7 +57,9 @@ class Service:
         self.firewall = firewall
         self.sysctl = sysctl_ensure
         self.nets: dict[str, Network] = {}
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        # One lock per KNOWN network (made with it, dropped with it): a call naming an unknown
+        # network never adds one, so refused calls cannot grow this table.
+        self._locks: dict[str, asyncio.Lock] = {}
         self._nets_lock = asyncio.Lock()
         # Host ports are host-wide: allocation across networks is serialised by this lock
         # (held for microseconds: index lookups and one nft transaction).
@@ -91,8 +92,16 @@ class Service:
     async def reconcile(self) -> dict:
         report = {"links_created": [], "leftovers_removed": [], "endpoints_missing": [], "deletes_finished": [],
                   "errors": []}
-        async with self._nets_lock:
+        async with self._nets_lock, self.all_locks():
+            for restored in self.store.load_missing(self.nets):
+                log.warning("network state restored by an operator", extra={"fields": {"network": restored.id[:12]}})
+                self.nets[restored.id] = restored
+                for ep in restored.endpoints.values():
+                    for b in ep.bindings:
+                        self.port_index.add(restored.id, ep.id, b)
+            self.store.scan_damaged()
             nets = list(self.nets.values())
+            self.firewall.preserve = bool(self.store.damaged)
             if nets:
                 self._forwarding(any(n.ipv6 for n in nets))
             for net in nets:
@@ -108,7 +117,7 @@ class Service:
                 for ep in list(net.endpoints.values()):
                     if ep.deleting:
                         continue
-                    if not await mode.endpoint_alive(ep):
+                    if not await mode.endpoint_alive(net, ep):
                         # The container side went with its namespace (reboot, crash): Docker
                         # joins it again (and re-programs its ports) or deletes it. Until then
                         # it holds no host port, so a ghost cannot block a new container.
@@ -217,12 +226,12 @@ class Service:
             nets = list(self.nets.values())
             if nets and not await self.firewall.table_present():
                 log.warning("nftables table missing, rebuilding", extra={"fields": {"table": self.cfg.table}})
-                await self.firewall.rebuild(nets)
+                await self.firewall.repair()
             await self.sync_docker_user()
 
     async def sync_docker_user(self, forget: tuple[str, ...] = ()) -> None:
         try:
-            await self.firewall.sync_docker_user(list(self.nets.values()), forget)
+            await self.firewall.sync_docker_user(list(self.nets.values()), forget, keep=bool(self.store.damaged))
         except PynetError as e:
             log.error("DOCKER-USER sync failed", extra={"fields": {"error": str(e)}})
 
@@ -236,7 +245,23 @@ class Service:
 
     # ---------------------------------------------------------------- helpers
     def lock(self, net_id: str) -> asyncio.Lock:
-        return self._locks[net_id]
+        """The lock of a known network (NotFound otherwise: nothing is added for unknown IDs)."""
+        self.network(net_id)
+        return self._locks.setdefault(net_id, asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def all_locks(self):
+        """Every network's lock, in ID order (reconcile: nothing changes under a full rebuild)."""
+        held = []
+        try:
+            for net_id in sorted(self.nets):
+                lock = self._locks.setdefault(net_id, asyncio.Lock())
+                await lock.acquire()
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
 
     def mode(self, net: Network) -> Mode:
         return self.modes[net.mode]
@@ -247,12 +272,15 @@ class Service:
             self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
 
     async def _rebuild_firewall(self, why: str) -> None:
-        log.warning("nftables out of step, rebuilding the table", extra={"fields": {"why": why}})
-        await self.firewall.rebuild(list(self.nets.values()))
+        log.warning("nftables out of step, rewriting the table", extra={"fields": {"why": why}})
+        await self.firewall.repair()
 
     def network(self, net_id: str) -> Network:
         net = self.nets.get(net_id)
         if net is None:
+            if net_id in self.store.damaged:
+                raise NotFound(f"network {net_id[:12]}'s state file is damaged ({self.store.damaged[net_id]}): "
+                               f"see `pynet doctor`; restore the file, or remove it and the network")
             raise NotFound(f"network {net_id[:12]} is not known to pynet ({self.cfg.driver_name}); "
                            f"remove it with `docker network rm` and create it again")
         return net
@@ -321,7 +349,7 @@ class Service:
                 continue
             log.warning("network removed", extra={"fields": {"network": other.id[:12], "why": "stale: Docker "
                                                              "creates a network with its pools"}})
-            async with self._locks[other.id]:
+            async with self.lock(other.id):
                 await self._delete_network(other)
             self._locks.pop(other.id, None)
 
@@ -342,7 +370,7 @@ class Service:
             net = self.nets.get(net_id)
             if net is None:
                 return {}  # already gone
-            async with self._locks[net_id]:
+            async with self.lock(net_id):
                 await self._delete_network(net)
             self._locks.pop(net_id, None)
             await self.sync_docker_user(forget=(net.bridge,) if net.custom_bridge else ())
@@ -388,7 +416,7 @@ class Service:
         net_id = options.object_id(body, "NetworkID")
         net = self.network(net_id)
         ep = options.parse_endpoint(body, net, self.cfg.link_prefix)
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             net = self.network(net_id)  # may have gone while we waited
             old = net.endpoints.get(ep.id)
             if old is not None:
@@ -399,12 +427,15 @@ class Service:
                         ipaddress.ip_interface(other.ipv4).ip == ipaddress.ip_interface(ep.ipv4).ip
                     if not same_ip and other.mac != ep.mac:
                         continue
-                    joined = bool(other.sandbox) and os.path.exists(other.sandbox)
-                    if not joined or not await self.mode(net).endpoint_alive(other):
-                        # A ghost: Docker's IPAM handed its address out again, so Docker holds no
-                        # such endpoint: its DeleteEndpoint was lost while pynet was down, or
-                        # pynet died after saving it but before answering CreateEndpoint.
-                        await self._forget_endpoint(net, other, "stale: its address is handed out again")
+                    state = await self.mode(net).endpoint_state(net, other)
+                    if state == GONE or (same_ip and state == CREATED):
+                        # A ghost. Docker's IPAM never hands out a live endpoint's address, so one
+                        # handed out again is not Docker's: its DeleteEndpoint was lost while pynet
+                        # was down, or pynet died after saving it but before answering. A MAC proves
+                        # nothing (`--mac-address` is the user's): only an endpoint whose container
+                        # side is gone is replaced then. One in a container is never evicted.
+                        await self._forget_endpoint(net, other, "stale: its address is handed out again"
+                                                    if same_ip else "stale: its container is gone")
                         continue
                     if same_ip:
                         raise Conflict(f"address {ep.ipv4} is already used by endpoint {other.id[:12]}")
@@ -444,7 +475,7 @@ class Service:
         net = self.nets.get(net_id)
         if net is None:
             return {}
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             ep = net.endpoints.get(ep_id)
             if ep is None:
                 return {}  # already gone: Docker repeats this at start-up
@@ -489,7 +520,7 @@ class Service:
         # (an --internal or LAN network too): ports are applied where Docker says, in
         # ProgramExternalConnectivity (the container's gateway endpoint), never refused here.
         options.parse_portmap(opts.get("com.docker.network.portmap"))
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             net, ep = self.endpoint(net_id, ep_id)
             # After a reboot Docker joins endpoints whose links went with the old namespace.
             await self.mode(net).ensure_endpoint(net, ep, Undo())
@@ -516,7 +547,7 @@ class Service:
             return {}
         cli: list[PortMapping] = []
         sandbox = ""
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             ep = net.endpoints.get(ep_id)
             if ep is not None and (ep.sandbox or ep.bindings or ep.parked or ep.gateway):
                 # Ports leave with the endpoint (Docker 29 sends no Revoke after a live-restore
@@ -541,7 +572,9 @@ class Service:
                      extra={"fields": {"endpoint": leaving[:12], "ports": len(mappings)}})
             return
         net, ep = next(((n, e) for n, e in siblings if e.gateway), siblings[0])
-        async with self._locks[net.id]:
+        if net.id not in self.nets:
+            return
+        async with self.lock(net.id):
             if ep.id not in net.endpoints:
                 return
             if not ep.gateway:
@@ -575,7 +608,7 @@ class Service:
         opts = body.get("Options") or {}
         if not isinstance(opts, dict):
             raise options.InvalidRequest("Options must be an object")
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             net, ep = self.endpoint(net_id, ep_id)
             if "com.docker.network.portmap" in opts:
                 mappings = options.parse_portmap(opts.get("com.docker.network.portmap"))
@@ -611,16 +644,16 @@ class Service:
         for other_net in list(self.nets.values()):
             siblings = [o for o in other_net.endpoints.values()
                         if o.parked and (o.id == ep.id or (o.sandbox == ep.sandbox and not o.deleting))]
-            if not siblings:
+            if not siblings or other_net.id not in self.nets:
                 continue
-            async with self._locks[other_net.id]:
+            async with self.lock(other_net.id):
                 for o in siblings:
                     parked += o.parked
                     o.parked = []
                 self.store.save(other_net)
-        if not parked:
+        if not parked or net.id not in self.nets:
             return
-        async with self._locks[net.id]:
+        async with self.lock(net.id):
             if ep.id in net.endpoints:
                 await self._publish_cli(net, ep, parked)
 
@@ -643,7 +676,7 @@ class Service:
         net = self.nets.get(net_id)
         if net is None:
             return {}
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             ep = net.endpoints.get(ep_id)
             if ep is not None and (ep.bindings or ep.gateway):
                 ep.parked += _as_mappings([b for b in ep.bindings if b.source != "docker"])
@@ -705,7 +738,7 @@ class Service:
     async def add_ports(self, net_id: str, ep_id: str, specs: list[str]) -> list[Binding]:
         """`pynet port add`: open ports on a running container (kept until it leaves the network)."""
         mappings = [ports.parse_spec(s) for s in specs]
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             net, ep = self.endpoint(net_id, ep_id)
             self._check_ports_allowed(net, mappings, cli=True)
             return await self._publish(net, ep, mappings, "cli", replace=[], others=list(ep.bindings))
@@ -713,7 +746,7 @@ class Service:
     async def remove_ports(self, net_id: str, ep_id: str, specs: list[str]) -> list[Binding]:
         """`pynet port rm`: close ports; a spec without host port closes every binding of that port."""
         mappings = [ports.parse_spec(s) for s in specs]
-        async with self._locks[net_id]:
+        async with self.lock(net_id):
             net, ep = self.endpoint(net_id, ep_id)
             by_target: dict[tuple[str, int], list[Binding]] = {}
             for b in ep.bindings:  # one pass: `pynet port rm` of 10,000 ports stays linear

@@ -26,10 +26,14 @@ def _digest(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+CORRUPT = ".corrupt-"
+
+
 class Store:
     def __init__(self, state_dir: str):
         self.dir = Path(state_dir) / "networks"
-        self.problems: list[str] = []  # corrupt files found at load, for `pynet doctor`
+        self.problems: list[str] = []  # damaged files (this start's and earlier ones), for `pynet doctor`
+        self.damaged: dict[str, str] = {}  # network ID -> the damaged file kept aside
 
     def ensure(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -43,13 +47,19 @@ class Store:
         path = self._path(net.id)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         data = json.dumps(doc, sort_keys=True, indent=1).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as e:
+            # The old file stays as it was: the caller's change is undone and the call fails.
+            tmp.unlink(missing_ok=True)
+            raise StateError(f"cannot save pynet's state in {self.dir} ({e.strerror or e}); nothing was changed: "
+                             f"free space on that filesystem (or fix its permissions) and retry") from None
         self._fsync_dir()
 
     def delete(self, net_id: str) -> None:
@@ -67,9 +77,10 @@ class Store:
             os.close(fd)
 
     def load_all(self) -> dict[str, Network]:
+        """Every network; a damaged file is set aside (never deleted) and stays reported, start after
+        start, until an operator restores or removes it (README: "A damaged state file")."""
         self.ensure()
         nets: dict[str, Network] = {}
-        self.problems = []
         for path in sorted(self.dir.iterdir()):
             if ".tmp" in path.suffix:
                 path.unlink(missing_ok=True)  # a write that never reached its rename
@@ -79,14 +90,41 @@ class Store:
             try:
                 net = self.read(path)
             except StateError as e:
-                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+                aside = path.with_name(f"{path.name}{CORRUPT}{int(time.time())}")
                 os.replace(path, aside)
-                msg = f"{e}; kept as {aside}"
-                self.problems.append(msg)
-                log.error(msg)
+                log.error(f"{e}; kept as {aside}")
                 continue
             nets[net.id] = net
+        self.scan_damaged()
         return nets
+
+    def load_missing(self, known) -> list[Network]:
+        """Networks whose files appeared since start (an operator restored a damaged one)."""
+        out = []
+        for path in sorted(self.dir.glob("*.json")):
+            if path.stem in known:
+                continue
+            try:
+                out.append(self.read(path))
+            except StateError as e:
+                log.error(str(e))
+        return out
+
+    def scan_damaged(self) -> None:
+        """Files set aside as damaged (by this start or an earlier one): what doctor and ls report."""
+        self.problems, self.damaged = [], {}
+        for path in sorted(self.dir.glob(f"*.json{CORRUPT}*")):
+            net_id = path.name.split(".", 1)[0]
+            orig = path.with_name(path.name.split(CORRUPT, 1)[0])
+            try:
+                self.read(path)
+                why = "it was set aside"
+            except StateError as e:
+                why = str(e).split(f"{path} ", 1)[-1]
+            self.damaged[net_id] = str(path)
+            self.problems.append(f"state file {orig} {why}; kept aside as {path}: network {net_id[:12]}'s "
+                                 f"interfaces and firewall rules are left as they are, and Docker's calls for "
+                                 f"it fail until you restore or remove the file")
 
     @staticmethod
     def read(path: Path) -> Network:
@@ -103,3 +141,13 @@ class Store:
             return network_from_dict(payload)
         except (TypeError, KeyError, ValueError, AttributeError) as e:
             raise StateError(f"state file {path} does not describe a network ({e})") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a nearly full disk): finish it, or fail."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(28, "no space left on device")
+        view = view[n:]

@@ -220,14 +220,16 @@ class Host:
                                                "SandboxKey": sandbox, "Options": options or {}})
 
     def run_container(self, net: Net, host: int, label: str | None = None, options: dict | None = None,
-                      v6: str = "") -> Container:
-        """CreateEndpoint + Join + what the engine does with the reply, in a new namespace."""
+                      v6: str = "", mac: str = "", sandbox: str = "") -> Container:
+        """CreateEndpoint + Join + what the engine does with the reply, in a new namespace.
+        `sandbox`: the SandboxKey to send (default: the namespace's path; a managed plugin sees
+        Docker's paths not at all)."""
         self._count += 1
         ns = Netns(label or f"c{self._count}")
         try:
-            ep_id, reply = self.create_endpoint(net, host, options)
-            mac = reply["Interface"]["MacAddress"]
-            join = self.join(net, ep_id, sandbox=f"/run/netns/{ns.name}", options=options)
+            ep_id, reply = self.create_endpoint(net, host, options, mac=mac)
+            mac = reply.get("Interface", {}).get("MacAddress") or mac
+            join = self.join(net, ep_id, sandbox=sandbox or f"/run/netns/{ns.name}", options=options)
             ctr = Container(ns, net.id, ep_id, addr(net.n, host).split("/")[0], addr(net.n, host), mac, join)
             self.containers.append(ctr)
             self.plug(ctr)

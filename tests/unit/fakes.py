@@ -53,6 +53,7 @@ class FakeLinks:
         self.routes: dict[str, tuple[str, str]] = {}  # cidr -> (dev, src)
         self.calls: list[tuple] = []
         self.fail: dict[str, Exception] = {}  # method name -> error raised on its next call
+        self.in_containers: set[tuple[str, str]] = set()  # (parent, MAC) of macvlans moved into containers
 
     def _maybe_fail(self, method: str) -> None:
         err = self.fail.pop(method, None)
@@ -67,6 +68,18 @@ class FakeLinks:
 
     async def get(self, name: str):
         return self.links.get(name)
+
+    def move_to_container(self, name: str) -> None:
+        """What the engine does after Join: the interface leaves the host's view (a macvlan keeps
+        its MAC in its parent's unicast filter)."""
+        link = self.links.pop(name)
+        if link.kind == "macvlan":
+            self.in_containers.add((link.parent, link.mac))
+
+    async def lower_macs(self, dev: str) -> set[str]:
+        """MACs of (up) macvlans on `dev`; `gone_into_containers` holds those moved out of sight."""
+        return {link.mac for link in self.links.values() if link.parent == dev and link.kind == "macvlan"} | \
+            {mac for parent, mac in self.in_containers if parent == dev}
 
     async def delete(self, name: str) -> None:
         self.calls.append(("delete", name))
@@ -179,6 +192,7 @@ class FakeNft:
         self.docker_user.update(docker_user or {})
         self.scripts: list[list[str]] = []
         self.fail_next: Exception | None = None
+        self.fail_count = 1  # how many transactions in a row fail_next refuses
         self._handle = 100
 
     # -- the interface
@@ -186,7 +200,10 @@ class FakeNft:
         if not lines:
             return  # kernel/nft.py sends nothing for an empty script
         if self.fail_next is not None:
-            err, self.fail_next = self.fail_next, None
+            err = self.fail_next
+            self.fail_count -= 1
+            if self.fail_count <= 0:
+                self.fail_next, self.fail_count = None, 1
             raise err
         tables = copy.deepcopy(self.tables)
         du = copy.deepcopy(self.docker_user)

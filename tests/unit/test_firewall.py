@@ -65,10 +65,35 @@ async def test_failed_change_changes_nothing():
     nft = FakeNft()
     f = fw(nft)
     await f.rebuild([nat()])
-    nft.fail_next = KernelError("nftables refused the change: boom")
+    real_run = nft.run
+
+    async def refuse(lines):
+        raise KernelError("nftables refused the change: boom")
+
+    nft.run = refuse
     with pytest.raises(KernelError):
         await f.change_ports([], [B80])
+    nft.run = real_run
     assert nft.elements(T, "pubany4") == {}
+    assert not f.has("pubany4", "tcp . 8080")  # the bookkeeping did not follow
+
+
+async def test_table_edited_by_hand_is_rewritten_from_the_bookkeeping():
+    """Someone deleted an element (or flushed a set): the next change still succeeds, and the
+    table ends up as pynet's bookkeeping says, ports published meanwhile included."""
+    nft = FakeNft()
+    f = fw(nft)
+    await f.rebuild([nat()])
+    await f.change_ports([], [B80, B53])
+    del nft.tables[T]["pub4"]["127.0.0.1 . udp . 5353"]  # by hand
+    await f.change_ports([B53], [B443])  # deleting what is gone fails once, then the table is rewritten
+    assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}
+    assert nft.elements(T, "pub4") == {}
+    assert nft.elements(T, "pubany6") == {"tcp . 8443": "fd00::2 . 443"}
+    del nft.tables[T]  # the whole table flushed: repair puts back exactly the bookkeeping
+    await f.repair()
+    assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}
+    assert nft.elements(T, "bridges") == {f'"{nat().bridge}"': None}
 
 
 async def test_add_network_ignores_lan_modes():

@@ -106,7 +106,7 @@ async def test_failed_port_change_keeps_old_ports(docker, service, cfg, nft):
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
     await docker.ok("/NetworkDriver.ProgramExternalConnectivity",
                     dict(ids(), Options={"com.docker.network.portmap": [pm(80, 8080)]}))
-    nft.fail_next = KernelError("nftables refused the change: busy")
+    nft.fail_next, nft.fail_count = KernelError("nftables refused the change: busy"), 2  # and the rewrite too
     err = await docker.err("/NetworkDriver.ProgramExternalConnectivity", dict(ids(), Options={
         "com.docker.network.portmap": [pm(90, 9090)]}))
     assert "busy" in err
@@ -146,7 +146,7 @@ async def test_capital_P_with_two_exposed_ports(docker, nft):
 
 
 async def test_failed_create_network_is_undone(docker, service, cfg, links, nft):
-    nft.fail_next = KernelError("nftables refused the change: no memory")
+    nft.fail_next, nft.fail_count = KernelError("nftables refused the change: no memory"), 2
     err = await docker.err("/NetworkDriver.CreateNetwork", net_body())
     assert err == "nftables refused the change: no memory"
     assert BR_A not in links.links and ("delete", BR_A) in links.calls  # the bridge it made is gone again
@@ -207,9 +207,9 @@ async def test_create_network_retry_and_changed_settings(docker, service):
 async def test_duplicate_address_and_mac(docker, links, tmp_path):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
-    sandbox = tmp_path / "netns-1"
-    sandbox.touch()  # a joined, live container (an unjoined holder counts as a ghost)
-    await docker.ok("/NetworkDriver.Join", dict(ids(), SandboxKey=str(sandbox), Options={}))
+    # A joined, live container; its SandboxKey is a path pynet may not see (managed plugin).
+    await docker.ok("/NetworkDriver.Join", dict(ids(), SandboxKey="/var/run/docker/netns/nothere", Options={}))
+    links.move_to_container(K1)
     err = await docker.err("/NetworkDriver.CreateEndpoint", ep_body(ep_id=EP_2))
     assert f"address 172.30.0.2/24 is already used by endpoint {EP_1[:12]}" in err
     err = await docker.err("/NetworkDriver.CreateEndpoint", ep_body(ep_id=EP_3, address="172.30.0.9/24",
@@ -345,3 +345,18 @@ async def test_leftover_links_removed_at_start(cfg, links, nft, sysctls):
         assert sorted(links.links) == ["eth0", "pn-hnothex!!!!!"]
     finally:
         await svc.ipam.stop()
+
+
+async def test_refused_calls_for_unknown_networks_add_no_lock(docker, service):
+    """Every refused call naming an unknown network once added a lock (10,000 calls, 10,000 locks)."""
+    await docker.ok("/NetworkDriver.CreateNetwork", net_body())
+    for i in range(300):
+        body = {"NetworkID": f"{i:064x}", "EndpointID": EP_2, "SandboxKey": "", "Options": {},
+                "Interface": {"Address": "172.30.0.9/24"}}
+        for call in ("CreateEndpoint", "Join", "ProgramExternalConnectivity", "EndpointOperInfo"):
+            await docker.err(f"/NetworkDriver.{call}", body, status=404)
+        for call in ("Leave", "DeleteEndpoint", "RevokeExternalConnectivity", "DeleteNetwork"):
+            await docker.ok(f"/NetworkDriver.{call}", body)
+    assert len(service._locks) <= 1
+    await docker.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": ID_A})
+    assert service._locks == {}

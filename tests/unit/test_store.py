@@ -106,7 +106,7 @@ def _corrupt_cases():
 
 @pytest.mark.parametrize("case", list(_corrupt_cases()))
 def test_corrupt_file_reported_and_kept_aside(store, case):
-    """Current behaviour: the network is not loaded, but the file is kept as *.corrupt-<time> and reported."""
+    """The network is not loaded; the file is kept as *.corrupt-<time> and reported at every start."""
     mangle, why = _corrupt_cases()[case]
     store.save(sample(ID_A))
     store.save(sample(ID_B))
@@ -122,8 +122,12 @@ def test_corrupt_file_reported_and_kept_aside(store, case):
     assert len(aside) == 1 and str(aside[0]) in problem
     assert aside[0].read_bytes() == mangle(original)  # kept byte for byte, for a human to look at
     assert not path.exists()
-    # A second start does not pick the aside file up again, and reports nothing new.
-    assert list(store.load_all()) == [ID_B] and store.problems == []
+    # A second start still reports it (it once went silent, and the network's links were then
+    # removed as leftovers), until an operator removes the file or puts a good one back.
+    assert list(store.load_all()) == [ID_B] and store.problems == [problem]
+    assert list(store.damaged) == [ID_A]
+    aside[0].unlink()
+    assert list(store.load_all()) == [ID_B] and store.problems == [] and store.damaged == {}
 
 
 def test_checksum_valid_but_not_a_network(store):

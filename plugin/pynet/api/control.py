@@ -34,6 +34,7 @@ def routes(service, cfg) -> list[web.RouteDef]:
             "networks": len(service.nets),
             "endpoints": sum(len(n.endpoints) for n in service.nets.values()),
             "published_ports": len(service.port_index),
+            "locks": len(service._locks),  # one per known network; grows with nothing else
             "state_problems": service.store.problems,
             "leftovers_removed_at_start": service.leftovers_removed,
             "leftovers_now": await service.find_leftovers(),

@@ -269,6 +269,15 @@ class Links:
         await self._call(f"delete proxy neighbour {ip}", "neigh", "del", dst=ip, ifindex=link.index,
                          flags=NTF_PROXY, state=0, ok_errnos=(errno.ENOENT, errno.ESRCH))
 
+    async def lower_macs(self, dev: str) -> set[str]:
+        """MACs in `dev`'s unicast filter (`bridge fdb show dev DEV` "self" entries): an up macvlan
+        on `dev` puts its MAC there, in whatever network namespace it lives."""
+        link = await self.get(dev)
+        if link is None:
+            return set()
+        msgs = await self._call(f"list addresses of {dev}", "fdb", "dump", ifindex=link.index) or []
+        return {(m.get("NDA_LLADDR") or "").lower() for m in msgs if m.get("ifindex") == link.index}
+
     async def default_routers(self, dev: str) -> list[str]:
         """Gateways of the main table's default routes through `dev` (IPv4 first)."""
         link = await self.get(dev)

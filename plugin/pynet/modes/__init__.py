@@ -11,6 +11,9 @@ import ipaddress
 from ..model import Endpoint, Network
 
 
+GONE, CREATED, IN_CONTAINER = "gone", "created", "in_container"
+
+
 class Mode:
     uses_firewall = False
 
@@ -40,8 +43,16 @@ class Mode:
     async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
         raise NotImplementedError
 
-    async def endpoint_alive(self, ep: Endpoint) -> bool:
-        raise NotImplementedError
+    async def endpoint_state(self, net: Network, ep: Endpoint) -> str:
+        """GONE (nothing of it left), CREATED (its interface still on the host: never joined) or
+        IN_CONTAINER, judged by what the HOST network namespace shows (a managed plugin cannot
+        see Docker's netns paths: never judge by SandboxKey)."""
+        if await self.links.get(ep.host_if) is None:
+            return GONE
+        return CREATED if await self.links.get(ep.peer_if) is not None else IN_CONTAINER
+
+    async def endpoint_alive(self, net: Network, ep: Endpoint) -> bool:
+        return await self.endpoint_state(net, ep) != GONE
 
     async def repair_endpoint(self, net: Network, ep: Endpoint) -> None:
         """At start, for a live endpoint: put back what belongs to it on the host side."""

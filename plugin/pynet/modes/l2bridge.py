@@ -115,9 +115,6 @@ class L2BridgeMode(TransparentMode):
     async def repair_endpoint(self, net: Network, ep: Endpoint) -> None:
         await self._ensure_host_side(net, ep)
 
-    async def endpoint_alive(self, ep: Endpoint) -> bool:
-        return await self.links.get(ep.host_if) is not None
-
     async def _forget_host_side(self, net: Network, ep: Endpoint) -> list[str]:
         errors = []
         steps = []

@@ -57,8 +57,5 @@ class NatMode(Mode):
         await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge, self.alias(ep.id),
                                      not net.icc)
 
-    async def endpoint_alive(self, ep: Endpoint) -> bool:
-        return await self.links.get(ep.host_if) is not None
-
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
         return await self._delete_links([ep.host_if, ep.peer_if])

@@ -10,11 +10,10 @@ any interface), so traffic flows both ways.
 from __future__ import annotations
 
 import ipaddress
-import os
 
 from ..errors import Conflict, InvalidOption
 from ..model import Endpoint, Network
-from . import Mode
+from . import CREATED, GONE, IN_CONTAINER, Mode
 
 
 def host_routes(ep: Endpoint) -> list[str]:
@@ -133,9 +132,12 @@ class TransparentMode(Mode):
         if net.shim:
             await self._ensure_routes(net, [ep])
 
-    async def endpoint_alive(self, ep: Endpoint) -> bool:
-        # The macvlan lives in the container's namespace once joined.
-        return bool(ep.sandbox and os.path.exists(ep.sandbox)) or await self.links.get(ep.peer_if) is not None
+    async def endpoint_state(self, net: Network, ep: Endpoint) -> str:
+        # Before Join the macvlan is here by name; once in the container's namespace (up), its MAC
+        # is in the parent's unicast filter, which the host sees; both go when the container does.
+        if await self.links.get(ep.peer_if) is not None:
+            return CREATED
+        return IN_CONTAINER if ep.mac in await self.links.lower_macs(net.parent) else GONE
 
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
         errors = []
