@@ -1284,6 +1284,22 @@ class Bench:
         return 1 if self.res["errors"] else 0
 
 
+def report_only(results: Path, out: Path) -> int:
+    """report.md and the charts from a results.json, as the run that wrote it made them (no root, no dockerd)."""
+    data = json.loads(results.read_text())
+    b = Bench(bool(data.get("quick")), out)
+    b.p = data.get("params", b.p)
+    b.durations = data.get("durations_s", {})
+    b.res = {k: v for k, v in data.items() if k not in ("params", "quick", "durations_s")}
+    # --proxy-off is not in results.json: a run that had it has the section, its error or its duration
+    b.proxy_off = ("ports_proxy_off" in b.res.get("sections", {}) or "ports_proxy_off" in b.res.get("errors", {})
+                   or any(k.startswith("ports_proxy_off") for k in b.durations))
+    from report import write  # bench/report.py
+    write(b, True)
+    log(f"report rebuilt from {results}: {out / 'report.md'}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs (a few minutes)")
@@ -1292,10 +1308,16 @@ def main() -> int:
                     "iperf3,ports,lan,ports_proxy_off); default all but ports_proxy_off")
     ap.add_argument("--proxy-off", action="store_true", help="also section ports_proxy_off: restarts dockerd "
                     f"with {PROXY_OFF_FLAG} (after {CI_DONE} exists), measures, restores it (`make bench` full)")
+    ap.add_argument("--report-only", action="store_true", help="measure nothing: rebuild report.md and the charts "
+                    "in --out from results.json (`make bench-report`)")
+    ap.add_argument("--results", default="", help="with --report-only: the results.json to read (default: the "
+                    "one in --out)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.report_only:
+        return report_only(Path(args.results) if args.results else out / "results.json", out)
 
     def to_interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
