@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin"))
 from pynet.client import UnixHTTPConnection, request  # noqa: E402
+from shared import LAN_PAIRS  # noqa: E402
+
+import report  # noqa: E402  bench/report/: report.md and the charts (never imports the runner)
 
 DOCKER = "/usr/bin/docker"
 PYNET = str(ROOT / ".venv" / "bin" / "pynet")
@@ -151,55 +153,6 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-# ---------------------------------------------------------------- statistics
-def pct(values: list[float], q: float) -> float:
-    """Percentile with linear interpolation (q in 0..100)."""
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def fmt(x: float, digits: int = 2) -> str:
-    if x != x:  # nan
-        return "–"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    return f"{x:.{digits}f}"
-
-
-def spread(values: list[float], digits: int = 2) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"(n=1)"
-    return f"{fmt(min(values), digits)}–{fmt(max(values), digits)}"
-
-
-def ratio(a: float, b: float) -> str:
-    if a != a or b != b or not b or not a:
-        return "–"
-    r = a / b
-    if r < 0.1:
-        return f"{r:.2g}× (1/{1 / r:.0f})"
-    return f"{r:.2f}×"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- the daemon under test
@@ -1046,8 +999,7 @@ class Bench:
         self.iperf_server(["nsenter", f"--net=/run/netns/{NAME}-cl"])
         for k, prefix in fixed.items():
             self.lan_reach(k, prefix)
-        keys = ["pynet nat", "docker bridge", "pynet transparent", "hand-built macvlan", "pynet l2bridge",
-                "hand-built routed veth"]
+        keys = [k for pair in LAN_PAIRS for k in pair]
         paths = {"container → LAN": False, "LAN → container": True}
         res: dict = {path: {k: [] for k in keys} for path in paths}
         for r in range(self.p["iperf_rounds"]):
@@ -1244,15 +1196,14 @@ class Bench:
                 "pynet": f"{commit}{' + uncommitted changes under plugin/' if dirty else ''}",
                 "host_ip": self.host_ip}
 
-    def write_report(self, final: bool = False) -> None:
+    def write_report(self) -> None:
+        results = {"params": self.p, "quick": self.quick, "machine": self.res.get("machine"),
+                   "durations_s": self.durations, **self.res}
         try:
-            from report import write  # bench/report.py
-            write(self, final)
+            report.write(self.out, results, self.proxy_off)
         except Exception:  # noqa: BLE001 - the numbers are in results.json anyway
             traceback.print_exc()
-        (self.out / "results.json").write_text(json.dumps(
-            {"params": self.p, "quick": self.quick, "machine": self.res.get("machine"),
-             "durations_s": self.durations, **self.res}, indent=1, default=str))
+        (self.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
 
     # ------------------------------------------------------------ main
     def run(self) -> int:
@@ -1280,22 +1231,17 @@ class Bench:
         self.rss_mark("end of run")
         self.res["load_end"] = os.getloadavg()
         self.res["total_s"] = time.monotonic() - t0
-        self.write_report(final=True)
+        self.write_report()
         return 1 if self.res["errors"] else 0
 
 
 def report_only(results: Path, out: Path) -> int:
     """report.md and the charts from a results.json, as the run that wrote it made them (no root, no dockerd)."""
     data = json.loads(results.read_text())
-    b = Bench(bool(data.get("quick")), out)
-    b.p = data.get("params", b.p)
-    b.durations = data.get("durations_s", {})
-    b.res = {k: v for k, v in data.items() if k not in ("params", "quick", "durations_s")}
     # --proxy-off is not in results.json: a run that had it has the section, its error or its duration
-    b.proxy_off = ("ports_proxy_off" in b.res.get("sections", {}) or "ports_proxy_off" in b.res.get("errors", {})
-                   or any(k.startswith("ports_proxy_off") for k in b.durations))
-    from report import write  # bench/report.py
-    write(b, True)
+    proxy_off = ("ports_proxy_off" in data.get("sections", {}) or "ports_proxy_off" in data.get("errors", {})
+                 or any(k.startswith("ports_proxy_off") for k in data.get("durations_s", {})))
+    report.write(out, data, proxy_off)
     log(f"report rebuilt from {results}: {out / 'report.md'}")
     return 0
 
@@ -1315,7 +1261,6 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.report_only:
         return report_only(Path(args.results) if args.results else out / "results.json", out)
 
