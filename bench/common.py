@@ -75,10 +75,14 @@ def del_netns(*names: str) -> None:
         sh("ip", "netns", "del", ns, check=False)
 
 
-def netns_switch(ns: str) -> None:
-    """A Linux bridge br0 in namespace ns: no firewall on that path."""
-    sh("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
-    sh("ip", "-n", ns, "link", "set", "br0", "up")
+def netns_switch(sw: str, others: tuple[str, ...], uplink: str, peer: str) -> None:
+    """Namespaces sw and others made anew; in sw a Linux bridge br0 (no firewall on that path); the
+    host's veth uplink into sw, its end there named peer (not yet on br0)."""
+    fresh_netns(sw, *others)
+    sh("ip", "link", "del", uplink, check=False)
+    sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+    sh("ip", "-n", sw, "link", "set", "br0", "up")
+    sh("ip", "link", "add", uplink, "type", "veth", "peer", "name", peer, "netns", sw)
 
 
 # ---------------------------------------------------------------- docker

@@ -8,7 +8,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
-from common import (BR_NET, NAME, NAT_NET, PREFIX, BenchError, del_netns, fresh_netns, in_netns, in_pid_netns,
+from common import (BR_NET, NAME, NAT_NET, PREFIX, BenchError, del_netns, in_netns, in_pid_netns,
                     netns_switch, rotated, sh)
 
 if TYPE_CHECKING:
@@ -21,10 +21,7 @@ HAND_HOST = f"{PREFIX}x0"  # the host's veth into the hand-built switch
 def hand_netns() -> dict:
     """pnbb-sw: a bridge in its own netns (no firewall there); pnbb-a, pnbb-b and the host hang off it."""
     sw, a, b = f"{NAME}-sw", f"{NAME}-a", f"{NAME}-b"
-    fresh_netns(sw, a, b)
-    sh("ip", "link", "del", HAND_HOST, check=False)
-    netns_switch(sw)
-    sh("ip", "link", "add", HAND_HOST, "type", "veth", "peer", "name", "p0", "netns", sw)
+    netns_switch(sw, (a, b), HAND_HOST, "p0")
     sh("ip", "addr", "add", f"{HAND_SUBNET}.1/24", "dev", HAND_HOST)
     sh("ip", "link", "set", HAND_HOST, "up")
     for i, ns in ((1, a), (2, b)):

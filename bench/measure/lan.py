@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from common import (BR_NET, DRIVER, LABEL, NAME, NAT_NET, PREFIX, BenchError, del_netns, docker, fresh_netns,
+from common import (BR_NET, DRIVER, LABEL, NAME, NAT_NET, PREFIX, BenchError, del_netns, docker,
                     in_netns, in_pid_netns, netns_switch, rotated, sh)
 from shared import LAN_PAIRS
 
@@ -29,10 +29,7 @@ LAN_MODES = {"pynet transparent": (TR_NET, "lt", ["-o", "mode=transparent"]),
 def build() -> None:
     """pnbb-sw (br0), pnbb-cl (the LAN client), pnbb-rt (the LAN router); PARENT is the host's uplink."""
     sw, cl, rt = f"{NAME}-sw", f"{NAME}-cl", f"{NAME}-rt"
-    fresh_netns(sw, cl, rt)
-    sh("ip", "link", "del", PARENT, check=False)
-    netns_switch(sw)
-    sh("ip", "link", "add", PARENT, "type", "veth", "peer", "name", "uplink", "netns", sw)
+    netns_switch(sw, (cl, rt), PARENT, "uplink")
     for ns, ifname in ((cl, "c0"), (rt, "r0")):
         port = ifname[0] + "p"
         sh("ip", "-n", ns, "link", "add", ifname, "type", "veth", "peer", "name", port, "netns", sw)
