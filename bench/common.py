@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import shared
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = "/usr/bin/docker"
 PYNET = str(ROOT / ".venv" / "bin" / "pynet")
@@ -20,7 +22,7 @@ TABLE = "pynet_bench"
 STATE_DIR = "/var/lib/pynet-bench"  # on disk, like /var/lib/pynet: fsync costs are real
 LABEL_KEY = "pynet-bench"
 LABEL = f"{LABEL_KEY}=1"
-NAME = "pnbb"  # Docker networks/containers and namespaces: pnbb-*
+NAME = shared.NAME  # Docker networks/containers and namespaces: pnbb-*
 
 # the two networks most sections share (Bench.ensure_networks)
 NAT_NET, BR_NET = f"{NAME}-nat", f"{NAME}-br"

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING
 
 from common import (BR_NET, DRIVER, LABEL, NAME, NAT_NET, PREFIX, BenchError, del_netns, docker,
                     in_netns, in_pid_netns, netns_switch, rotated, sh)
-from shared import LAN_PAIRS
+from shared import LAN_PAIRS, LAN_PARENT
 
 from .iperf3 import iperf, iperf_server
 
 if TYPE_CHECKING:
     from runner import Bench
 
-LAN_NET, PARENT = "10.251.50", "pnbbpar"  # PARENT: the host's uplink; not under PREFIX: cleanup removes it by name
+# PARENT: the host's uplink into the LAN; not under PREFIX: cleanup removes it by name
+LAN_NET, PARENT = "10.251.50", LAN_PARENT
 LAN_ROUTER, LAN_CLIENT, LAN_HOST = f"{LAN_NET}.1", f"{LAN_NET}.20", f"{LAN_NET}.10"
 LAN_IPS = {"pynet transparent": f"{LAN_NET}.130", "pynet l2bridge": f"{LAN_NET}.140",
            "hand-built macvlan": f"{LAN_NET}.150", "hand-built routed veth": f"{LAN_NET}.160"}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from common import (BR_NET, NAME, NAT_NET, PYNET, SOCK, BenchError, DockerDown, docker, docker_down, pss_kb,
                     rotated, sh, sleeper, timed_docker)
+from shared import NO_NAT, PUBLISH_HOW
 
 if TYPE_CHECKING:
     from runner import Bench
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 HOST_PY = "/usr/bin/python3"  # the connection-rate server runs in a container's netns: stdlib only
 CONNRATE = str(Path(__file__).resolve().parents[1] / "connrate.py")
 CPORT = 8080  # the server's port in its container
-NO_NAT = "container IP, no NAT"
 FILL = f"{NAME}-fill"  # the container that publishes the other ports
 
 
@@ -34,7 +34,7 @@ class Server(NamedTuple):
 
 SERVERS = {"pynet": Server(f"{NAME}-srvp", NAT_NET, 17080, "20000-20999"),
            "docker": Server(f"{NAME}-srvd", BR_NET, 17081, "30000-30999")}
-HOW = {"pynet": "pynet docker run -p", "docker": "docker bridge docker run -p"}  # section 3's publish keys
+HOW = PUBLISH_HOW  # section 3's publish keys
 
 
 # ---------------------------------------------------------------- helpers (sections 3 and 7)

@@ -34,7 +34,7 @@ def spread(values: list[float], digits: int = 2) -> str:
     if not values:
         return "–"
     if len(values) == 1:
-        return f"(n=1)"
+        return "(n=1)"
     return f"{fmt(min(values), digits)}–{fmt(max(values), digits)}"
 
 
@@ -51,3 +51,18 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def med_spread(values: list[float]) -> str:
+    """"median (min–max)" in one cell."""
+    return f"{fmt(med(values))} ({spread(values)})"
+
+
+def vs(a: float, b: float, unit: str = "") -> str:
+    """"a vs b (a ÷ b)": two medians and their ratio."""
+    return f"{fmt(a)}{unit} vs {fmt(b)}{unit} ({ratio(a, b)})"
+
+
+def versus(a: list[float], b: list[float], digits: int = 2) -> list[str]:
+    """Table cells: a's median and spread, b's, and the ratio of the medians."""
+    return [fmt(med(a)), spread(a, digits), fmt(med(b)), spread(b, digits), ratio(med(a), med(b))]
