@@ -44,7 +44,11 @@ def chart(d: dict):
     """Latency per call (box plots) and the daemon's RSS along the cycles."""
     fig, (ax1, ax2) = plt().subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     names = list(d["latency_ms"])
-    ax1.boxplot([d["latency_ms"][k] for k in names], vert=False, showfliers=False)
+    boxes = [d["latency_ms"][k] for k in names]
+    try:
+        ax1.boxplot(boxes, orientation="horizontal", showfliers=False)
+    except TypeError:  # matplotlib < 3.10 (vert=False is deprecated since 3.11)
+        ax1.boxplot(boxes, vert=False, showfliers=False)
     ax1.set_yticks(range(1, len(names) + 1))
     ax1.set_yticklabels(names, fontsize=8)
     ax1.set_xlabel("ms (box: IQR, whiskers 1.5 IQR)")
