@@ -34,7 +34,6 @@ class Server(NamedTuple):
 
 SERVERS = {"pynet": Server(f"{NAME}-srvp", NAT_NET, 17080, "20000-20999"),
            "docker": Server(f"{NAME}-srvd", BR_NET, 17081, "30000-30999")}
-HOW = PUBLISH_HOW  # section 3's publish keys
 
 
 # ---------------------------------------------------------------- helpers (sections 3 and 7)
@@ -158,7 +157,7 @@ class Ports:
         for s in SERVERS.values():
             docker("rm", "-f", s.cname, check=False)
         for drv in SERVERS:
-            record(self.publish, HOW[drv], 1, "add", run_server_container(drv))
+            record(self.publish, PUBLISH_HOW[drv], 1, "add", run_server_container(drv))
         for drv, s in SERVERS.items():
             self.procs[drv] = start_server(self.b, s.cname)
         wait_ports(self.rates.targets)
@@ -177,20 +176,19 @@ class Ports:
     def with_1000(self, drv: str) -> None:
         """1,000 other ports (`docker run -p` of a range), drv's only: publish, sample, remove."""
         b = self.b
+        rss0 = b.d.rss() if drv == "pynet" else 0
+        record(self.publish, PUBLISH_HOW[drv], 1000, "add", run_filler(drv))
         if drv == "pynet":
-            rss0 = b.d.rss()
-            record(self.publish, HOW[drv], 1000, "add", run_filler(drv))
             self.expect(1000)
             wait_port(b.host_ip, SERVERS[drv].port)
             self.memory["pynet daemon memory growth, 1,000 ports (RSS, MiB)"] = (b.d.rss() - rss0) / 1024
         else:
-            record(self.publish, HOW[drv], 1000, "add", run_filler(drv))
             count, mb = proxy_mem_mb(30000, 30999)
             self.memory["docker-proxy processes, 1,000 ports"] = count
             self.memory["docker-proxy memory, 1,000 ports (summed PSS, MiB)"] = mb
             wait_port(b.host_ip, SERVERS[drv].port)
         self.rates.sample("1000", drv)
-        record(self.publish, HOW[drv], 1000, "rm", timed_docker("rm", "-f", FILL))
+        record(self.publish, PUBLISH_HOW[drv], 1000, "rm", timed_docker("rm", "-f", FILL))
 
     def publish_10000(self) -> tuple[str, list[str], float]:
         """pynet's 10,000 other ports in one `docker run -p`, or as 2 × 5,000 where pynet refuses the
@@ -199,7 +197,7 @@ class Ports:
         p = docker(*sleeper(FILL, NAT_NET, "-p", "20000-29999:20000-29999"), check=False, retry=False)
         one_run_s = time.perf_counter() - t0
         if p.returncode == 0:
-            return HOW["pynet"], [FILL], one_run_s
+            return PUBLISH_HOW["pynet"], [FILL], one_run_s
         if docker_down(p):
             raise DockerDown(p.stderr.strip())
         docker("rm", "-f", FILL, check=False)
@@ -262,7 +260,7 @@ class Ports:
     def servers_down(self) -> None:
         self.b.kill_children()  # the connection servers, before their containers go
         for drv, s in SERVERS.items():
-            record(self.publish, HOW[drv], 1, "rm", timed_docker("rm", "-f", s.cname))
+            record(self.publish, PUBLISH_HOW[drv], 1, "rm", timed_docker("rm", "-f", s.cname))
 
     def result(self) -> dict:
         return {"rate": self.rates.rate, "publish": self.publish, "activate_during_rm_s": self.blocked,
