@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 PYTEST  := $(PY) -m pytest
 export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 
-.PHONY: install run test test-unit test-netns test-e2e images dockerd bench clean
+.PHONY: install run test test-unit test-netns test-e2e images dockerd bench bench-report clean
 
 install:
 	bash scripts/install.sh
@@ -34,6 +34,11 @@ test-e2e: images
 bench: images
 	bash scripts/bench-deps.sh
 	$(PY) bench/bench.py $(if $(QUICK),--quick,--proxy-off)
+
+# report.md + PNGs again from bench/results.json, measuring nothing (no root, no dockerd): for report changes.
+bench-report: install
+	bash scripts/bench-deps.sh charts
+	$(PY) bench/bench.py --report-only
 
 clean:
 	rm -rf .venv build *.egg-info plugin/*.egg-info .pytest_cache

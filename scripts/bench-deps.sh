@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent: what `make bench` needs beyond `make install`:
 # iperf3 (Debian) for throughput, matplotlib (into .venv) for the charts.
+# `bench-deps.sh charts`: matplotlib only (make bench-report measures nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v iperf3 >/dev/null 2>&1; then
+if [ "${1:-}" != charts ] && ! command -v iperf3 >/dev/null 2>&1; then
   echo "installing iperf3"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq --no-install-recommends iperf3 >/dev/null 2>&1 || {

@@ -1,0 +1,52 @@
+"""Section 1: the latency of each protocol call Docker makes, sent straight to the daemon's socket, and
+the daemon's memory over many network + endpoint create/delete cycles."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from daemon import ep_body, ep_ids, ext_body, join_body, net_body, new_id
+
+if TYPE_CHECKING:
+    from runner import Bench
+
+SUBNET = "10.251.100"
+HOST_PORT = 17300
+
+
+def cycle(net_id: str, ep_id: str) -> list[tuple[str, dict]]:
+    """The calls of `docker network create`, `docker run -p 80` and their removal, in Docker's order."""
+    ids = ep_ids(net_id, ep_id)
+    return [
+        ("Plugin.Activate", {}),
+        ("CreateNetwork", net_body(net_id, SUBNET)),
+        ("CreateEndpoint", ep_body(net_id, ep_id, f"{SUBNET}.2/24", HOST_PORT)),
+        ("Join", join_body(net_id, ep_id, HOST_PORT)),
+        ("ProgramExternalConnectivity", ext_body(net_id, ep_id, HOST_PORT)),
+        ("RevokeExternalConnectivity", ids),
+        ("Leave", ids),
+        ("DeleteEndpoint", ids),
+        ("DeleteNetwork", {"NetworkID": net_id}),
+    ]
+
+
+def measure(b: Bench) -> dict:
+    n = b.p["proto_cycles"]
+    every = b.p["rss_every"]
+    lat: dict[str, list[float]] = {}
+    rss = [(0, b.d.rss())]
+    t0 = time.monotonic()
+    for i in range(n):
+        for key, body in cycle(new_id(), new_id()):
+            path = "/Plugin.Activate" if key == "Plugin.Activate" else f"/NetworkDriver.{key}"
+            lat.setdefault(key, []).append(b.d.timed(path, body) * 1000)
+        if (i + 1) % every == 0:
+            rss.append((i + 1, b.d.rss()))
+    wall = time.monotonic() - t0
+    time.sleep(1)
+    rss_after = b.d.rss()
+    b.rss_mark(f"after {n} protocol cycles")
+    leftovers = b.d.status().get("leftovers_now")
+    return {"cycles": n, "latency_ms": lat, "rss": rss, "rss_after_settle": rss_after, "wall_s": wall,
+            "leftovers": leftovers}

@@ -1,0 +1,154 @@
+"""Section 7: section 3's connection rate (0 and 1,000 other ports) and publish time against Docker with
+--userland-proxy=false. Restarts dockerd with the flag (once the shared test suite is done), measures
+pynet again, interleaved, on that dockerd, and restores the original dockerd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common import BenchError, docker, dockerd_pid, log, rotated, sh, timed_docker, wait_docker
+
+from .ports import (FILL, SERVERS, Rates, proxy_mem_mb, record, run_filler, run_server_container, start_server,
+                    wait_port, wait_ports)
+
+if TYPE_CHECKING:
+    from runner import Bench
+
+PROXY_OFF_FLAG = "--userland-proxy=false"
+CI_DONE = Path("/tmp/ci-done")  # the shared test suite is done: dockerd may be restarted
+
+
+# ---------------------------------------------------------------- dockerd restart
+def dockerd_info() -> dict:
+    pid = dockerd_pid()
+    if not pid:
+        raise BenchError("no dockerd process")
+    cmd = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    systemd = (shutil.which("systemctl") is not None
+               and sh("systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded")
+               and sh("systemctl", "is-active", "docker", check=False).stdout.strip() == "active")
+    return {"pid": pid, "cmd": cmd, "systemd": systemd}
+
+
+def dockerd_stop(pid: str, systemd: bool) -> None:
+    if systemd:
+        sh("systemctl", "stop", "docker.socket", "docker", check=False, timeout=300)
+    else:
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 120  # it stops every container first (busybox: 10 s stop timeout)
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(int(pid), signal.SIGKILL)
+        time.sleep(2)
+
+
+def dockerd_spawn(cmd: list[str]) -> None:
+    with open("/var/log/pynet-dockerd.log", "ab") as f:  # where scripts/dockerd.sh logs
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True)
+
+
+def dockerd_with_flag(b: Bench) -> None:
+    """Restart dockerd with --userland-proxy=false; b.dockerd_orig says how to restore it."""
+    info = dockerd_info()
+    if any(a.startswith("--userland-proxy") for a in info["cmd"]):
+        raise BenchError(f"dockerd already runs with {info['cmd']}: not touching it")
+    b.dockerd_orig = info
+    log(f"restarting dockerd ({' '.join(info['cmd'])}{', systemd' if info['systemd'] else ''}) "
+        f"with {PROXY_OFF_FLAG}")
+    dockerd_stop(info["pid"], info["systemd"])
+    # under systemd its unit's arguments (-H fd://) do not work outside it: plain /usr/sbin/dockerd
+    cmd = ["/usr/sbin/dockerd"] if info["systemd"] else list(info["cmd"])
+    dockerd_spawn(cmd + [PROXY_OFF_FLAG])
+    wait_docker(120)
+    flags = Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().decode(errors="replace")
+    if PROXY_OFF_FLAG not in flags:
+        raise BenchError("dockerd did not come back with the flag")
+
+
+def restore(b: Bench) -> None:
+    """Put the original dockerd back (idempotent; signals are ignored meanwhile)."""
+    info = b.dockerd_orig
+    if not info:
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        pid = dockerd_pid()
+        if pid and PROXY_OFF_FLAG.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            log("restoring the original dockerd")
+            dockerd_stop(pid, False)
+            pid = ""
+        if not pid:
+            if info["systemd"]:
+                sh("systemctl", "start", "docker", check=False, timeout=300)
+            else:
+                dockerd_spawn(info["cmd"])
+        wait_docker(240)
+        b.dockerd_orig = None
+        log(f"dockerd restored: {' '.join(dockerd_info()['cmd'])}")
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def wait_ci_done(timeout: float = 1800) -> None:
+    deadline = time.monotonic() + timeout
+    said = 0.0
+    while not CI_DONE.exists():
+        if time.monotonic() > deadline:
+            raise BenchError(f"{CI_DONE} did not appear in {timeout:.0f} s: dockerd not restarted")
+        if time.monotonic() - said > 60:
+            log(f"waiting for {CI_DONE} (a test suite shares this dockerd) before restarting dockerd")
+            said = time.monotonic()
+        time.sleep(2)
+
+
+# ---------------------------------------------------------------- the section
+def measure(b: Bench) -> dict:
+    wait_ci_done()
+    b.section_cleanup()
+    dockerd_with_flag(b)
+    try:
+        return _measure(b)
+    finally:
+        b.kill_children()
+        b.section_cleanup()
+        restore(b)
+
+
+def _measure(b: Bench) -> dict:
+    b.ensure_networks()
+    publish: dict = {}
+    for drv, s in SERVERS.items():
+        docker("rm", "-f", s.cname, check=False)
+        record(publish, drv, 1, "add", run_server_container(drv))
+        start_server(b, s.cname)
+    rates = Rates(b, {"host IP": b.host_ip, "127.0.0.1": "127.0.0.1"})
+    wait_ports(rates.targets)
+    docker_port = SERVERS["docker"].port
+    proxies = {"docker-proxy processes, 1 port": proxy_mem_mb(docker_port, docker_port)[0]}
+    for r in range(b.p["rate_rounds0"]):
+        for drv in rotated(list(SERVERS), r):
+            rates.sample("0", drv)
+    for rep in range(b.p["publish_reps"]):
+        for drv in rotated(list(SERVERS), rep):
+            record(publish, drv, 1000, "add", run_filler(drv))
+            if drv == "docker":
+                proxies["docker-proxy processes, 1,000 ports"] = proxy_mem_mb(30000, 30999)[0]
+            wait_port(b.host_ip, SERVERS[drv].port)
+            rates.sample("1000", drv)
+            record(publish, drv, 1000, "rm", timed_docker("rm", "-f", FILL))
+    b.kill_children()
+    for drv, s in SERVERS.items():
+        record(publish, drv, 1, "rm", timed_docker("rm", "-f", s.cname))
+    return {"rate": rates.rate, "publish": publish, "proxies": proxies, "errors": rates.errors,
+            "targets": rates.targets, "rate_secs": b.p["rate_secs"], "flag": PROXY_OFF_FLAG}

@@ -1,0 +1,64 @@
+"""Section 1: protocol call latency and daemon memory."""
+
+from __future__ import annotations
+
+from .charts import PYNET_C, plt
+from .fmt import fmt, pct
+from .page import Page
+
+ATTACH = ("CreateEndpoint", "Join", "ProgramExternalConnectivity")
+DETACH = ("RevokeExternalConnectivity", "Leave", "DeleteEndpoint")
+
+
+def headline(d: dict, r: dict) -> list[str]:
+    lat = d["latency_ms"]
+    up = sum(pct(lat[k], 50) for k in ATTACH)
+    down = sum(pct(lat[k], 50) for k in DETACH)
+    return [f"Protocol: a container's calls take {fmt(up, 1)} ms to attach (CreateEndpoint + Join + "
+            f"ProgramExternalConnectivity, p50 sum) and {fmt(down, 1)} ms to detach; daemon RSS "
+            f"{fmt(r.get('rss_idle_kb', 0) / 1024, 1)} MiB idle, {fmt(d['rss_after_settle'] / 1024, 1)} MiB "
+            f"after {d['cycles']} network+endpoint create/delete cycles."]
+
+
+def render(page: Page, d: dict) -> None:
+    page.add(f"{d['cycles']} cycles of the calls Docker makes for `docker network create`, `docker run -p 80` "
+             "and their removal, sent straight to the daemon's socket (a new unix-socket connection per call, "
+             "as `pynet.client` does; client-side time). Each cycle makes and removes a bridge, a veth pair, "
+             "one published port and the state file (fsync'd). "
+             f"{d['wall_s']:.1f} s in all ({d['wall_s'] / d['cycles'] * 1000:.0f} ms a cycle).")
+    page.table(["call", "n", "p50 ms", "p95 ms", "max ms"],
+               [[k, len(v), fmt(pct(v, 50)), fmt(pct(v, 95)), fmt(max(v))] for k, v in d["latency_ms"].items()])
+    before = d["rss"][0][1]
+    page.table(["daemon RSS (VmRSS)", "MiB"], [
+        ["idle, just started", fmt(page.r.get("rss_idle_kb", 0) / 1024, 1)],
+        ["before the cycles", fmt(before / 1024, 1)],
+        [f"after {d['cycles']} create/delete cycles (+1 s)", fmt(d["rss_after_settle"] / 1024, 1)],
+        ["growth over the cycles", fmt((d["rss_after_settle"] - before) / 1024, 2)],
+    ])
+    if d.get("leftovers"):
+        page.add(f"Leftover links after the cycles: {d['leftovers']}")
+    page.chart(chart(d), "protocol.png", "protocol latency and RSS")
+
+
+def chart(d: dict):
+    """Latency per call (box plots) and the daemon's RSS along the cycles."""
+    fig, (ax1, ax2) = plt().subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    names = list(d["latency_ms"])
+    boxes = [d["latency_ms"][k] for k in names]
+    try:
+        ax1.boxplot(boxes, orientation="horizontal", showfliers=False)
+    except TypeError:  # matplotlib < 3.10 (vert=False is deprecated since 3.11)
+        ax1.boxplot(boxes, vert=False, showfliers=False)
+    ax1.set_yticks(range(1, len(names) + 1))
+    ax1.set_yticklabels(names, fontsize=8)
+    ax1.set_xlabel("ms (box: IQR, whiskers 1.5 IQR)")
+    ax1.set_title("protocol call latency")
+    ax1.grid(axis="x", alpha=0.3)
+    rss = d["rss"]
+    ax2.plot([c for c, _ in rss], [kb / 1024 for _, kb in rss], marker="o", color=PYNET_C)
+    ax2.set_xlabel("create/delete cycles")
+    ax2.set_ylabel("VmRSS MiB")
+    ax2.set_ylim(bottom=0)
+    ax2.set_title("daemon RSS")
+    ax2.grid(alpha=0.3)
+    return fig
