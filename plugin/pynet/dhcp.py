@@ -81,7 +81,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import socket
 import struct
 import time
 from dataclasses import asdict, dataclass, field
@@ -498,8 +497,9 @@ class Client:
             ack = await self._exchange(sock, ifname, SentDHCPMessage(dhcp=req, eth_src=mac), mac, (ACK, NAK),
                                        from_offerer)
         if ack.dhcp["options"]["message_type"] == NAK:
-            raise DhcpNak(f"the DHCP server on {ifname} refused the offered address {ip} (NAK"
-                          f"{': ' + str(ack.dhcp['options']['message']) if ack.dhcp['options'].get('message') else ''})")
+            why = ack.dhcp["options"].get("message")
+            raise DhcpNak(f"the DHCP server on {ifname} refused the offered address {ip} "
+                          f"(NAK{': ' + str(why) if why else ''})")
         return self._lease(ack, mac, prefix, sent, hostname=hostname, identity=identity or "", client_id=cid,
                            domain=domain, subnet=net)
 
