@@ -29,6 +29,8 @@ Contract for the core (transparent mode, `--ipam-driver pynet`)
 - Errors: DhcpNak (a subclass of DhcpError) means the server refused: the lease is gone, stop using the
   address (acquire again). Any other DhcpError is "no usable answer": retry per next_action() until
   "expired". KernelError: the parent cannot be opened.
+- renew() needs the container's interface up with the leased address: a server unicasts a renewal's
+  ACK to ciaddr (RFC 2131 4.1), i.e. ARPs for it. acquire() works before the container exists.
 - What to persist: `lease.to_dict()`; `Lease(**d)` loads it (fields added since are defaulted, so
   older state files load). The core's renewal loop:
         action, at = next_action(lease, time.time(), last_attempt)
@@ -55,12 +57,14 @@ filter (which also drops VLAN-tagged frames) and buffer clearing; `put()` frames
 Ethernet source (`eth_src` = the container MAC) and computes the IPv4 and UDP checksums.
 Not used, with evidence:
 - `AsyncDHCPClient` (the state machine) acts for the interface's own MAC: `_send_message` never sets
-  `eth_src`/`chaddr`, so `put()` fills both from `ifname`'s MAC (tried in a namespace LAN against
-  dnsmasq: the lease is written for the parent's MAC). It also runs forever per interface with its own
-  socket, netlink watcher and timers, takes SIGUSR1/SIGUSR2/SIGHUP, stores leases as JSON files in the
-  working directory, and arms timers straight from the server's values (`LeaseTimers.arm`: a T1 of 1 s
-  renews every second), while pynet keeps hundreds of leases on one parent in its own state and renews
-  from the core (design.md: lease keeping is called from the core).
+  `eth_src`/`chaddr`, so `put()` fills both from `ifname`'s MAC. Tried on the namespace LAN of
+  tests/netns (ClientConfig(interface="up0", client_id=b"web1", handle_signals=False) against dnsmasq):
+  it got BOUND, and the ACK's chaddr was up0's own MAC, not a container's. It also runs forever per
+  interface with its own socket, netlink watcher and timers, takes SIGUSR1/SIGUSR2/SIGHUP, stores
+  leases as JSON files in the working directory, and arms timers straight from the server's values
+  (`LeaseTimers.arm`: a T1 of 1 s renews every second, a T1 of 0 is "in the past" and skipped), while
+  pynet keeps hundreds of leases on one parent in its own state and renews from the core (design.md:
+  lease keeping is called from the core, never reaching back into it).
 - `messages.request_for_offer` raises KeyError on an OFFER without option 54, and
   `request_for_lease`/`release` need pyroute2's ack-backed `Lease`; building the few fields here is simpler.
 - `leases.Lease.prefixlen` trusts option 1 (`dqn2int`), which pynet must not.
@@ -370,8 +374,6 @@ class Client:
         sock = AsyncDHCP4Socket(ifname)
         try:
             await sock.__aenter__()
-            mreq = struct.pack("iHH8s", sock.ifindex, PACKET_MR_UNICAST, 6, _mac_bytes(mac))
-            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         except OSError as e:
             with contextlib.suppress(Exception):
                 if sock._l2addr_watcher is not None:
@@ -380,6 +382,11 @@ class Client:
                     sock.close()
             raise KernelError(f"cannot open a packet socket on {ifname} for DHCP: "
                               f"{e.strerror or e}") from None
+        try:
+            mreq = struct.pack("iHH8s", sock.ifindex, PACKET_MR_UNICAST, 6, _mac_bytes(mac))
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        except OSError as e:  # only matters on NICs that filter unicast before any macvlan exists
+            log.debug("no unicast membership", extra={"fields": {"ifname": ifname, "mac": mac, "error": str(e)}})
         try:
             yield sock
         finally:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ from pyroute2.ext.rawsocket import AsyncRawSocket
 
 from .errors import KernelError
 
+log = logging.getLogger("pynet.link6")
 ETH_P_IPV6 = 0x86DD
 ALL_NODES, ALL_ROUTERS = ipaddress.IPv6Address("ff02::1"), ipaddress.IPv6Address("ff02::2")
 ALL_DHCP = ipaddress.IPv6Address("ff02::1:2")  # All_DHCP_Relay_Agents_and_Servers
@@ -234,11 +236,6 @@ class Tap:
         sock = AsyncRawSocket(self.ifname, BPF_DHCP6_RA_NS)
         try:
             await sock.__aenter__()
-            for kind, addr in ((PACKET_MR_UNICAST, self.mac),
-                               (PACKET_MR_MULTICAST, multicast_mac(solicited_node(self.ll))),
-                               (PACKET_MR_MULTICAST, multicast_mac(ALL_NODES))):
-                mreq = struct.pack("iHH8s", sock.ifindex, kind, 6, mac_bytes(addr))
-                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         except OSError as e:
             with contextlib.suppress(Exception):
                 if sock._l2addr_watcher is not None:
@@ -246,6 +243,13 @@ class Tap:
                 else:
                     sock.close()
             raise KernelError(f"cannot open a packet socket on {self.ifname} for IPv6: {e.strerror or e}") from None
+        for kind, addr in ((PACKET_MR_UNICAST, self.mac), (PACKET_MR_MULTICAST, multicast_mac(solicited_node(self.ll))),
+                           (PACKET_MR_MULTICAST, multicast_mac(ALL_NODES))):
+            try:  # only matters on NICs with hardware filters; best effort
+                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
+                                struct.pack("iHH8s", sock.ifindex, kind, 6, mac_bytes(addr)))
+            except OSError as e:
+                log.debug("no membership", extra={"fields": {"ifname": self.ifname, "addr": addr, "error": str(e)}})
         self.sock = sock
         return self
 
