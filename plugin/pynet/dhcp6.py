@@ -1,0 +1,441 @@
+"""A DHCPv6 client (IA_NA, RFC 8415) acting for a container's MAC from the host's parent interface.
+
+Contract for the core (transparent mode, IPv6 from the LAN's DHCPv6 server)
+---------------------------------------------------------------------------
+    client = dhcp6.Client6(retries=3, timeout=2.0)
+    lease = await client.acquire(parent, mac, identity, *, hostname="", domain="", prefix=None)
+    lease = await client.renew(parent, lease, rebind=False)
+    await client.release(parent, lease)
+    action, at = dhcp6.next_action(lease, now, last_attempt=None)   # pure: "renew" | "rebind" | "expired"
+
+- SOLICIT -> first usable ADVERTISE -> REQUEST -> REPLY. RENEW (with the server's id) / REBIND (without),
+  RELEASE (waits briefly for the REPLY; a silent server is only logged). All go to ff02::1:2 from the
+  container's link-local address (EUI-64 of `mac`) with the container's MAC as Ethernet source; see
+  link6.py for how replies are heard and how the server's Neighbor Solicitation for that address is
+  answered while the container's interface does not exist yet.
+- `identity` (the same stable name as for DHCPv4: the container's or endpoint's name, not the MAC) gives
+  the DUID: DUID-UUID (RFC 6355, type 4) = 00:04 + uuid5(IDENTITY_NAMESPACE, identity), and the IAID = the
+  first 4 bytes of that UUID. A DUID-LL/LLT from the MAC would change with the MAC; DUID-EN needs an
+  enterprise number pynet does not have. `duid_for(identity)` gives the bytes for an admin's reservation
+  (dnsmasq: `dhcp-host=id:00:04:...,[fd00::50]`); the lease shows it as `duid`.
+- `hostname` with `domain`: option 39 (client FQDN, flag S: the server updates AAAA); `hostname` alone is
+  sent as a single-label (partial) name. DHCPv6 carries no prefix length: `prefix` (the network's IPv6
+  subnet) gives `lease.prefixlen` (else 64) and the address must lie inside it.
+- Checked before use: the reply's transaction id and client id; status codes (top level, IA_NA, IAADDR);
+  the address (not ::, loopback, multicast, link-local, IPv4-mapped, or outside `prefix`); an IAADDR whose
+  preferred lifetime exceeds its valid lifetime is discarded (RFC 8415 21.6). Malformed options are a
+  DhcpError. Valid lifetime, T1, T2 are clamped as for DHCPv4 (dhcp.clamp_times over the valid lifetime;
+  T1/T2 of 0 = "client's choice" = 0.5 / 0.875 of it); what changed is in `lease.notes`.
+- Errors: dhcp.DhcpNak when the server says the binding is gone (NoBinding, a zero valid lifetime, another
+  address, NoAddrsAvail on renewal): stop using the address. Other dhcp.DhcpError: retry per next_action().
+- Persist `lease.to_dict()`; `Lease6(**d)` loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import struct
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from . import link6
+from .dhcp import DhcpError, DhcpNak, clamp_times, schedule
+
+log = logging.getLogger("pynet.dhcp6")
+
+SOLICIT, ADVERTISE, REQUEST, CONFIRM, RENEW, REBIND, REPLY, RELEASE, DECLINE = range(1, 10)
+NAMES = {1: "SOLICIT", 2: "ADVERTISE", 3: "REQUEST", 4: "CONFIRM", 5: "RENEW", 6: "REBIND", 7: "REPLY",
+         8: "RELEASE", 9: "DECLINE", 10: "RECONFIGURE", 11: "INFORMATION-REQUEST", 12: "RELAY-FORW", 13: "RELAY-REPL"}
+OPT_CLIENTID, OPT_SERVERID, OPT_IA_NA, OPT_IAADDR, OPT_ORO, OPT_PREFERENCE, OPT_ELAPSED_TIME = 1, 2, 3, 5, 6, 7, 8
+OPT_STATUS_CODE, OPT_RAPID_COMMIT, OPT_DNS_SERVERS, OPT_DOMAIN_LIST, OPT_CLIENT_FQDN = 13, 14, 23, 24, 39
+SUCCESS, UNSPEC_FAIL, NO_ADDRS_AVAIL, NO_BINDING, NOT_ON_LINK, USE_MULTICAST = range(6)
+STATUS_NAMES = {0: "Success", 1: "UnspecFail", 2: "NoAddrsAvail", 3: "NoBinding", 4: "NotOnLink", 5: "UseMulticast"}
+INFINITY = 0xFFFFFFFF
+IDENTITY_NAMESPACE = uuid.UUID("4bc997da-14b1-53a9-a628-bc51338ce084")  # = uuid5(NAMESPACE_URL, "pynet:dhcp-identity")
+
+
+# ---------------------------------------------------------------- identity
+
+def duid_for(identity: str) -> bytes:
+    """DUID-UUID (RFC 6355): 0x0004 + uuid5(IDENTITY_NAMESPACE, identity)."""
+    if not isinstance(identity, str) or not identity:
+        raise DhcpError("DHCPv6 needs a stable identity (the container's name) to derive its DUID")
+    return b"\x00\x04" + uuid.uuid5(IDENTITY_NAMESPACE, identity).bytes
+
+
+def iaid_for(identity: str) -> int:
+    return int.from_bytes(duid_for(identity)[2:6], "big")
+
+
+# ---------------------------------------------------------------- codec
+
+def option(code: int, data: bytes = b"") -> bytes:
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def decode_options(data: bytes, where: str = "message") -> list[tuple[int, bytes]]:
+    out, i = [], 0
+    while i < len(data):
+        if i + 4 > len(data):
+            raise DhcpError(f"malformed DHCPv6 {where}: {len(data) - i} stray bytes after the options")
+        code, length = struct.unpack("!HH", data[i:i + 4])
+        if i + 4 + length > len(data):
+            raise DhcpError(f"malformed DHCPv6 {where}: option {code} says {length} bytes, "
+                            f"{len(data) - i - 4} left")
+        out.append((code, data[i + 4:i + 4 + length]))
+        i += 4 + length
+    return out
+
+
+def first(opts: list[tuple[int, bytes]], code: int) -> bytes | None:
+    return next((v for c, v in opts if c == code), None)
+
+
+def build(msg_type: int, txid: int, opts: list[bytes]) -> bytes:
+    return bytes([msg_type]) + txid.to_bytes(3, "big") + b"".join(opts)
+
+
+@dataclass
+class Message:
+    type: int
+    txid: int
+    options: list
+
+    @property
+    def server_id(self) -> bytes | None:
+        return first(self.options, OPT_SERVERID)
+
+    @property
+    def client_id(self) -> bytes | None:
+        return first(self.options, OPT_CLIENTID)
+
+
+def parse(data: bytes) -> Message:
+    if len(data) < 4:
+        raise DhcpError("malformed DHCPv6 message: shorter than its header")
+    return Message(data[0], int.from_bytes(data[1:4], "big"), decode_options(data[4:]))
+
+
+def status(data: bytes | None) -> tuple[int, str]:
+    if data is None:
+        return SUCCESS, ""
+    if len(data) < 2:
+        raise DhcpError("malformed DHCPv6 status code option")
+    return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
+
+
+def ia_na(iaid: int, addrs: list[str] = (), t1: int = 0, t2: int = 0) -> bytes:
+    sub = b"".join(option(OPT_IAADDR, ipaddress.IPv6Address(a).packed + bytes(8)) for a in addrs)
+    return option(OPT_IA_NA, struct.pack("!III", iaid, t1, t2) + sub)
+
+
+@dataclass
+class IaAddr:
+    ip: str
+    preferred: int
+    valid: int
+    status: tuple[int, str]
+
+
+@dataclass
+class IaNa:
+    iaid: int
+    t1: int
+    t2: int
+    addrs: list
+    status: tuple[int, str]
+
+
+def parse_ia_na(data: bytes) -> IaNa:
+    if len(data) < 12:
+        raise DhcpError(f"malformed DHCPv6 IA_NA: {len(data)} bytes")
+    iaid, t1, t2 = struct.unpack("!III", data[:12])
+    subs = decode_options(data[12:], "IA_NA")
+    addrs = []
+    for code, v in subs:
+        if code != OPT_IAADDR:
+            continue
+        if len(v) < 24:
+            raise DhcpError(f"malformed DHCPv6 IAADDR: {len(v)} bytes")
+        pref, valid = struct.unpack("!II", v[16:24])
+        addrs.append(IaAddr(str(ipaddress.IPv6Address(v[:16])), pref, valid,
+                            status(first(decode_options(v[24:], "IAADDR"), OPT_STATUS_CODE))))
+    return IaNa(iaid, t1, t2, addrs, status(first(subs, OPT_STATUS_CODE)))
+
+
+def fqdn_option(hostname: str, domain: str = "") -> bytes:
+    """Option 39 (RFC 4704): flag S (the server updates AAAA) + the name in wire format (partial without domain)."""
+    name = f"{hostname}.{domain}".strip(".") if domain else hostname
+    wire = b""
+    for label in name.split("."):
+        raw = label.encode()
+        if not 1 <= len(raw) <= 63:
+            raise DhcpError(f"DHCPv6 FQDN {name!r}: each label must be 1 to 63 bytes")
+        wire += bytes([len(raw)]) + raw
+    if domain:
+        wire += b"\0"
+    if len(wire) > 255:
+        raise DhcpError(f"DHCPv6 FQDN {name!r} is too long")
+    return option(OPT_CLIENT_FQDN, b"\x01" + wire)
+
+
+def check_address6(ip: str, prefix: ipaddress.IPv6Network | None) -> str:
+    try:
+        addr = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return f"{ip!r} is not an IPv6 address"
+    for test, what in ((addr.is_unspecified, "the unspecified"), (addr.is_loopback, "a loopback"),
+                       (addr.is_multicast, "a multicast"), (addr.is_link_local, "a link-local"),
+                       (addr.ipv4_mapped is not None, "an IPv4-mapped")):
+        if test:
+            return f"{addr} is {what} address"
+    if prefix is not None and addr not in prefix:
+        return f"{addr} is outside the network's subnet {prefix}"
+    return ""
+
+
+# ---------------------------------------------------------------- the lease
+
+@dataclass
+class Lease6:
+    mac: str
+    ip: str
+    prefixlen: int
+    iaid: int
+    duid: str  # ours, hex
+    server_duid: str  # hex
+    server_ip: str  # the server's link-local address
+    server_mac: str
+    t1: int
+    t2: int
+    preferred: int
+    valid: int  # clamped; the lease ends at acquired + valid
+    acquired: float  # epoch seconds when the message that got the last REPLY was first sent
+    identity: str = ""
+    hostname: str = ""
+    domain: str = ""
+    renewals: int = 0
+    notes: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def _times(self) -> tuple[int, int, int]:
+        return clamp_times(self.valid, self.t1, self.t2)
+
+    @property
+    def expires(self) -> float:
+        return self.acquired + self._times()[0]
+
+    @property
+    def renew_at(self) -> float:
+        return self.acquired + self._times()[1]
+
+    @property
+    def rebind_at(self) -> float:
+        return self.acquired + self._times()[2]
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires
+
+
+def next_action(lease: Lease6, now: float, last_attempt: float | None = None) -> tuple[str, float]:
+    """What the core's renewal loop does next for `lease` at `now`: ("renew"|"rebind"|"expired", at)."""
+    valid, t1, t2 = lease._times()
+    return schedule(lease.acquired, t1, t2, valid, now, last_attempt)
+
+
+# ---------------------------------------------------------------- the client
+
+class Client6:
+    """Each call opens its own link6.Tap on the parent."""
+
+    def __init__(self, retries: int = 3, timeout: float = 2.0):
+        self.retries = retries
+        self.timeout = timeout
+
+    def _tap(self, ifname: str, mac: str) -> link6.Tap:
+        return link6.Tap(ifname, mac)  # a seam for tests
+
+    async def _exchange(self, tap, ifname: str, mac: str, make, txid: int, want: tuple[int, ...], duid: bytes,
+                        check=None, retries: int | None = None) -> tuple[Message, link6.Frame6]:
+        """Send `make(elapsed_cs)` up to `retries` times; the first valid answer of a wanted type.
+
+        `check(msg) -> str` refuses an answer with a reason; if every answer of a try was refused or
+        malformed, DhcpError says why at once.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tries = retries or self.retries
+        for _ in range(tries):
+            refused: list[str] = []
+            elapsed = min(int((loop.time() - start) * 100), 0xFFFF)
+            await tap.send(make(elapsed))
+            deadline = loop.time() + self.timeout
+            while (left := deadline - loop.time()) > 0:
+                frame = await tap.recv(left)
+                if frame is None:
+                    break
+                udp = frame.udp
+                if udp is None or udp[0] != link6.SERVER_PORT or udp[1] != link6.CLIENT_PORT:
+                    continue
+                if frame.dst != link6.link_local(mac) and frame.dst_mac != mac:
+                    continue
+                try:
+                    msg = parse(udp[2])
+                except DhcpError as e:
+                    if len(udp[2]) >= 4 and int.from_bytes(udp[2][1:4], "big") == txid:
+                        refused.append(f"{e} (from {frame.src_mac})")
+                    continue
+                if msg.txid != txid or msg.type not in want:
+                    continue
+                if msg.client_id != duid:
+                    continue  # for another client (RFC 8415 16: MUST match)
+                if not msg.server_id:
+                    refused.append(f"{NAMES.get(msg.type, msg.type)} from {frame.src_mac} has no server id")
+                    continue
+                try:
+                    why = check(msg) if check else ""
+                except DhcpError as e:
+                    why = str(e)
+                if why:
+                    refused.append(why)
+                    continue
+                return msg, frame
+            if refused:
+                raise DhcpError(f"no usable DHCPv6 answer on {ifname} for {mac}: " + "; ".join(dict.fromkeys(refused)))
+        raise DhcpError(f"no DHCPv6 server answered on {ifname} ({tries} tries, {self.timeout:g} s each); "
+                        f"is the LAN's DHCPv6 server reachable from -o parent={ifname}?")
+
+    @staticmethod
+    def _binding(msg: Message, iaid: int, prefix: ipaddress.IPv6Network | None,
+                 want_ip: str = "") -> tuple[IaNa, IaAddr]:
+        """The IA_NA and its usable address in `msg`; DhcpError (DhcpNak for a lost binding) otherwise."""
+        code, text = status(first(msg.options, OPT_STATUS_CODE))
+        lost = DhcpNak if want_ip else DhcpError
+        if code != SUCCESS:
+            raise lost(f"DHCPv6 server refused: {STATUS_NAMES.get(code, code)} {text}".strip())
+        ias = [parse_ia_na(v) for c, v in msg.options if c == OPT_IA_NA]
+        ia = next((i for i in ias if i.iaid == iaid), None)
+        if ia is None:
+            raise lost("DHCPv6 answer without our IA_NA")
+        if ia.status[0] != SUCCESS:
+            raise lost(f"DHCPv6 server refused: {STATUS_NAMES.get(ia.status[0], ia.status[0])} {ia.status[1]}".strip())
+        usable, why = [], []
+        for a in ia.addrs:
+            if a.status[0] != SUCCESS:
+                why.append(f"{a.ip}: {STATUS_NAMES.get(a.status[0], a.status[0])}")
+            elif a.valid == 0:
+                why.append(f"{a.ip}: valid lifetime 0")
+            elif a.preferred > a.valid:
+                why.append(f"{a.ip}: preferred lifetime {a.preferred} > valid {a.valid}")
+            elif bad := check_address6(a.ip, prefix):
+                why.append(bad)
+            else:
+                usable.append(a)
+        if want_ip:
+            kept = [a for a in usable if a.ip == want_ip]
+            if not kept:
+                raise DhcpNak(f"DHCPv6 server no longer leases {want_ip}" + (f" ({'; '.join(why)})" if why else ""))
+            return ia, kept[0]
+        if not usable:
+            raise DhcpError("DHCPv6 answer with no usable address" + (f": {'; '.join(why)}" if why else ""))
+        return ia, usable[0]
+
+    @staticmethod
+    def _lease(mac: str, ia: IaNa, addr: IaAddr, msg: Message, frame: link6.Frame6, sent: float, prefixlen: int,
+               duid: bytes, identity: str, hostname: str, domain: str) -> Lease6:
+        notes: list[str] = []
+        valid, t1, t2 = clamp_times(addr.valid, ia.t1 or None, ia.t2 or None, notes)
+        preferred = min(addr.preferred, valid)
+        if notes:
+            log.warning("DHCPv6 server's answer adjusted", extra={"fields": {
+                "mac": mac, "ip": addr.ip, "server_mac": frame.src_mac, "notes": notes}})
+        return Lease6(mac=mac, ip=addr.ip, prefixlen=prefixlen, iaid=ia.iaid, duid=duid.hex(),
+                      server_duid=msg.server_id.hex(), server_ip=str(frame.src), server_mac=frame.src_mac,
+                      t1=t1, t2=t2, preferred=preferred, valid=valid, acquired=sent, identity=identity,
+                      hostname=hostname, domain=domain, notes=notes)
+
+    def _frame(self, mac: str, msg: bytes) -> bytes:
+        return link6.udp6_frame(mac, link6.multicast_mac(link6.ALL_DHCP), link6.link_local(mac), link6.ALL_DHCP,
+                                link6.CLIENT_PORT, link6.SERVER_PORT, msg)
+
+    @staticmethod
+    def _common(duid: bytes, elapsed: int, hostname: str, domain: str) -> list[bytes]:
+        opts = [option(OPT_CLIENTID, duid), option(OPT_ELAPSED_TIME, struct.pack("!H", elapsed)),
+                option(OPT_ORO, struct.pack("!H", OPT_DNS_SERVERS))]
+        if hostname:
+            opts.append(fqdn_option(hostname, domain))
+        return opts
+
+    async def acquire(self, ifname: str, mac: str, identity: str, *, hostname: str = "", domain: str = "",
+                      prefix: str | None = None) -> Lease6:
+        mac = mac.lower()
+        duid, iaid = duid_for(identity), iaid_for(identity)
+        net = ipaddress.IPv6Network(prefix, strict=False) if prefix else None
+        if hostname:
+            fqdn_option(hostname, domain)  # refuse a bad name before anything is sent
+        txid = int.from_bytes(os.urandom(3), "big")
+
+        def usable(msg: Message) -> str:
+            self._binding(msg, iaid, net)  # raises DhcpError with the reason
+            return ""
+
+        async with self._tap(ifname, mac) as tap:
+            adv, _ = await self._exchange(
+                tap, ifname, mac,
+                lambda el: self._frame(mac, build(SOLICIT, txid, self._common(duid, el, hostname, domain)
+                                                  + [ia_na(iaid)])),
+                txid, (ADVERTISE,), duid, usable)
+            _, offered = self._binding(adv, iaid, net)
+            server_id = adv.server_id
+            txid = int.from_bytes(os.urandom(3), "big")
+            sent = time.time()
+            reply, frame = await self._exchange(
+                tap, ifname, mac,
+                lambda el: self._frame(mac, build(REQUEST, txid, self._common(duid, el, hostname, domain)
+                                                  + [option(OPT_SERVERID, server_id), ia_na(iaid, [offered.ip])])),
+                txid, (REPLY,), duid)
+        ia, addr = self._binding(reply, iaid, net)
+        return self._lease(mac, ia, addr, reply, frame, sent, net.prefixlen if net else 64, duid, identity,
+                           hostname, domain)
+
+    async def renew(self, ifname: str, lease: Lease6, rebind: bool = False) -> Lease6:
+        """RENEW (to the server that granted the lease) or REBIND (any server); the same DUID and IAID."""
+        duid = bytes.fromhex(lease.duid)
+        txid = int.from_bytes(os.urandom(3), "big")
+        server = [] if rebind else [option(OPT_SERVERID, bytes.fromhex(lease.server_duid))]
+        sent = time.time()
+        async with self._tap(ifname, lease.mac) as tap:
+            reply, frame = await self._exchange(
+                tap, ifname, lease.mac,
+                lambda el: self._frame(lease.mac, build(REBIND if rebind else RENEW, txid,
+                                                        self._common(duid, el, lease.hostname, lease.domain) + server
+                                                        + [ia_na(lease.iaid, [lease.ip])])),
+                txid, (REPLY,), duid)
+        ia, addr = self._binding(reply, lease.iaid, None, want_ip=lease.ip)
+        new = self._lease(lease.mac, ia, addr, reply, frame, sent, lease.prefixlen, duid, lease.identity,
+                          lease.hostname, lease.domain)
+        new.renewals, new.extra = lease.renewals + 1, lease.extra
+        return new
+
+    async def release(self, ifname: str, lease: Lease6) -> None:
+        """RELEASE to the server that granted the lease; its REPLY is awaited once, silence is only logged."""
+        duid = bytes.fromhex(lease.duid)
+        txid = int.from_bytes(os.urandom(3), "big")
+        async with self._tap(ifname, lease.mac) as tap:
+            try:
+                await self._exchange(
+                    tap, ifname, lease.mac,
+                    lambda el: self._frame(lease.mac, build(RELEASE, txid, [
+                        option(OPT_CLIENTID, duid), option(OPT_ELAPSED_TIME, struct.pack("!H", el)),
+                        option(OPT_SERVERID, bytes.fromhex(lease.server_duid)), ia_na(lease.iaid, [lease.ip])])),
+                    txid, (REPLY,), duid, retries=1)
+            except DhcpError as e:
+                log.warning("DHCPv6 release not confirmed", extra={"fields": {"mac": lease.mac, "ip": lease.ip,
+                                                                             "error": str(e)}})
