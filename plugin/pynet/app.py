@@ -80,6 +80,7 @@ async def serve(cfg: Config) -> None:
             await asyncio.sleep(cfg.firewall_check_interval)
             try:
                 await service.check_firewall()
+                await service.free_ports_of_gone_endpoints()
             except Exception:  # noqa: BLE001 - keep watching
                 log.exception("firewall check failed")
 

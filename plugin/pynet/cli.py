@@ -1,4 +1,4 @@
-"""`pynet` command line: serve, ls, inspect, doctor."""
+"""`pynet` command line: serve, ls, inspect, ports, port, leases, reconcile, doctor."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def _name_or_id(names: dict[str, str], net_id: str) -> str:
 
 
 def _ls(args) -> int:
-    nets = client.call(client.find_socket(args.socket), "GET", "/pynet/v1/networks")
+    sock = client.find_socket(args.socket)
+    nets = client.call(sock, "GET", "/pynet/v1/networks")
+    damaged = client.call(sock, "GET", "/pynet/v1/status").get("state_problems", [])
     if args.json:
         print(json.dumps(nets, indent=2))
         return 0
@@ -45,6 +47,8 @@ def _ls(args) -> int:
         rows.append((n["id"][:12], _name_or_id(names, n["id"]), n["mode"], n["bridge"] or n["parent"],
                      ",".join(n["subnets"]), str(n["endpoints"])))
     _table(rows)
+    for problem in damaged:
+        print(f"DAMAGED: {problem} (see `pynet doctor`)", file=sys.stderr)
     return 0
 
 
@@ -129,6 +133,14 @@ def _port_change(args) -> int:
     return 0
 
 
+def _reconcile(args) -> int:
+    """Make the kernel agree with the state now (what a start does), and print what it did."""
+    report = client.call(client.find_socket(args.socket), "POST", "/pynet/v1/reconcile", {}, timeout=120)
+    for key, items in report.items():
+        print(f"{key.replace('_', ' ')}: {', '.join(items) if items else 'none'}")
+    return 1 if report.get("errors") else 0
+
+
 def _doctor(args) -> int:
     from . import doctor
 
@@ -184,6 +196,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("leases", help="DHCP leases held for containers (--ipam-driver pynet)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_leases)
+    s = sub.add_parser("reconcile", help="rebuild what the state has and the kernel lacks; remove leftovers")
+    s.set_defaults(fn=_reconcile)
     s = sub.add_parser("doctor", help="check the kernel, Docker's firewall and leftovers")
     s.set_defaults(fn=_doctor)
     args = p.parse_args(argv)

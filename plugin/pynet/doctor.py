@@ -1,12 +1,59 @@
-"""`pynet doctor`: what pynet needs from the host, and what to do when it is missing."""
+"""`pynet doctor`: what pynet needs from the host, and what to do when it is missing.
+
+Every check is a measurement, not a guess: kernel features are tried (links made in a
+throwaway network namespace), Docker's firewall is read, and a warning is printed only
+when it is true for the networks that exist, each with what to do about it.
+"""
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
 
 from . import client
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+# Run in a fresh network namespace (unshare --net): each kind of link pynet makes, made once.
+_PROBE = r"""
+import json, subprocess
+def ip(*a):
+    return subprocess.run(["ip", *a], capture_output=True, text=True)
+out = {}
+def try_(name, *cmd):
+    p = ip(*cmd)
+    out[name] = "" if p.returncode == 0 else (p.stderr.strip() or f"exit {p.returncode}")
+try_("bridge", "link", "add", "pdbr0", "type", "bridge")
+try_("veth", "link", "add", "pdve0", "type", "veth", "peer", "name", "pdve1")
+try_("macvlan", "link", "add", "pdmv0", "link", "pdve0", "type", "macvlan", "mode", "bridge")
+try_("8021q", "link", "add", "link", "pdve0", "name", "pdve0.50", "type", "vlan", "id", "50")
+p = subprocess.run(["nft", "-f", "-"], input="table bridge pdt {\n chain c { type filter hook prerouting priority -300; }\n}\n"
+                   "table inet pdi {\n map m { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }\n}\n",
+                   capture_output=True, text=True)
+out["nftables"] = "" if p.returncode == 0 else (p.stderr.strip() or "nft failed")
+print(json.dumps(out))
+"""
+
+# feature -> (which networks need it, what to do when it is missing)
+FEATURES = {
+    "bridge": ("nat", "load the bridge module (modprobe bridge) or use a kernel with CONFIG_BRIDGE"),
+    "veth": ("nat, l2bridge", "load the veth module (modprobe veth) or use a kernel with CONFIG_VETH"),
+    "macvlan": ("transparent", "load the macvlan module (modprobe macvlan) or use a kernel with CONFIG_MACVLAN"),
+    "8021q": ("VLAN parents (-o parent=eth0.50)", "load the 8021q module (modprobe 8021q), or create the VLAN "
+                                                  "interface yourself and give it as parent"),
+    "nftables": ("every mode", "install nftables and use a kernel with nf_tables (bridge and inet families)"),
+}
+
+
+def probe_kernel() -> dict[str, str]:
+    """feature -> "" when it works, else the kernel's error. Needs root (unshare --net)."""
+    try:
+        p = subprocess.run(["unshare", "--net", sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                           timeout=30)
+        return json.loads(p.stdout) if p.returncode == 0 else {k: p.stderr.strip() or "probe failed" for k in FEATURES}
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        return {k: f"cannot probe: {e}" for k in FEATURES}
 
 
 def _read(path: str) -> str | None:
@@ -17,58 +64,116 @@ def _read(path: str) -> str | None:
         return None
 
 
-def checks(sock: str | None) -> list[tuple[str, str, str]]:
-    out = []
-    for kind in ("bridge", "veth", "macvlan", "8021q", "ipvlan"):
-        present = os.path.isdir(f"/sys/module/{kind}") or kind in ("bridge", "veth")
-        needed = kind in ("bridge", "veth")
-        out.append((OK if present else (FAIL if needed else WARN), f"kernel: {kind}",
-                    "" if present else f"module {kind} not loaded; needed for "
-                    + ("every mode" if needed else "LAN modes / VLAN parents")))
-    fwd = _read("/proc/sys/net/ipv4/ip_forward")
-    out.append((OK if fwd == "1" else WARN, "sysctl net.ipv4.ip_forward",
-                "" if fwd == "1" else "is 0; pynet sets it to 1 when it creates a nat network"))
-    brnf = _read("/proc/sys/net/bridge/bridge-nf-call-iptables")
-    out.append((OK, "br_netfilter", "bridged frames pass inet hooks (pynet accepts intra-network traffic)"
-                if brnf == "1" else "not active"))
+def _nft(cmd: str) -> tuple[int, str]:
     try:
         import nftables
-
-        nft = nftables.Nftables()
-        rc, listing, err = nft.cmd("list tables")
-        out.append((OK if rc == 0 else FAIL, "nftables", err.strip() if rc else "usable"))
-        rc, chain, _ = nft.cmd("list chain ip filter DOCKER-USER")
-        if rc != 0:
-            out.append((WARN, "Docker firewall", "no ip filter DOCKER-USER chain: Docker not running, or runs "
-                                                 "with iptables=false (then pynet needs nothing there)"))
     except ImportError:
-        out.append((FAIL, "nftables", "python3-nftables missing: apt-get install python3-nftables"))
-        chain = ""
+        return 1, "python3-nftables missing"
+    nft = nftables.Nftables()
+    rc, out, err = nft.cmd(cmd)
+    return rc, out if rc == 0 else err
+
+
+def docker_firewall() -> str:
+    """Which firewall Docker runs here, read from nftables (never from Docker's API):
+    iptables (its DOCKER-USER chain), nftables (Docker 29's `ip docker-bridges`), or none."""
+    if _nft("list chain ip filter DOCKER-USER")[0] == 0:
+        return "iptables"
+    if _nft("list table ip docker-bridges")[0] == 0:
+        return "nftables"
+    return "none"
+
+
+def _forward_policy_drop() -> bool:
+    rc, out = _nft("list chain ip filter FORWARD")
+    return rc == 0 and "policy drop" in out
+
+
+def kernel_checks(modes: set[str], vlan: bool) -> list[tuple[str, str, str]]:
+    out = []
+    results = probe_kernel()
+    for feature, (who, fix) in FEATURES.items():
+        err = results.get(feature, "not probed")
+        needed = feature == "nftables" or any(m in who for m in modes) or (feature == "8021q" and vlan)
+        if not err:
+            out.append((OK, f"kernel: {feature}", f"works (needed by {who})"))
+        elif needed:
+            out.append((FAIL, f"kernel: {feature}", f"cannot be made ({err}); networks of {who} need it: {fix}"))
+        else:
+            out.append((OK, f"kernel: {feature}", f"not available ({err}); only {who} need it, and no network "
+                                                  f"here uses it ({fix})"))
+    return out
+
+
+def firewall_checks(st: dict | None, forwarding: bool) -> list[tuple[str, str, str]]:
+    """Docker's firewall against what pynet's networks need (nat/l2bridge traffic is forwarded)."""
+    out = []
+    backend = docker_firewall()
+    if not forwarding:
+        out.append((OK, "Docker firewall", f"{backend}; no nat or l2bridge network, so pynet forwards nothing"))
+        return out
+    prefix = st["link_prefix"] if st else "pn-"
+    if backend == "iptables":
+        rc, chain = _nft("list chain ip filter DOCKER-USER")
+        if f'"{prefix}*"' in chain:
+            out.append((OK, "Docker firewall", "iptables: DOCKER-USER accepts pynet's interfaces"))
+        else:
+            out.append((FAIL, "Docker firewall", f"DOCKER-USER lacks pynet's accepts for {prefix}*: forwarded "
+                                                 "traffic dies in Docker's FORWARD DROP; pynet re-adds them every "
+                                                 "few seconds: if this stays, restart pynet and see its log"))
+    elif backend == "nftables":
+        out.append((OK, "Docker firewall", "nftables (Docker 29): Docker's chains drop nothing of pynet's"))
+    elif _forward_policy_drop():
+        out.append((FAIL, "Docker firewall", "ip filter FORWARD has policy drop but there is no DOCKER-USER "
+                                             "chain (Docker with --iptables=false, or another firewall): let "
+                                             f"pynet's traffic through, e.g. `iptables -I FORWARD -i {prefix}+ -j "
+                                             f"ACCEPT` and `iptables -I FORWARD -o {prefix}+ -j ACCEPT`"))
+    else:
+        out.append((OK, "Docker firewall", "none (Docker with --iptables=false, or no Docker): nothing blocks "
+                                           "forwarding"))
+    fwd = _read("/proc/sys/net/ipv4/ip_forward")
+    out.append((OK if fwd == "1" else FAIL, "sysctl net.ipv4.ip_forward",
+                "1" if fwd == "1" else "is 0 although nat/l2bridge networks exist (something reset it): "
+                                       "sysctl -w net.ipv4.ip_forward=1, or restart pynet"))
+    return out
+
+
+def checks(sock: str | None) -> list[tuple[str, str, str]]:
+    out = []
+    st = nets = None
     try:
         path = client.find_socket(sock)
         st = client.call(path, "GET", "/pynet/v1/status", timeout=10)
+        nets = client.call(path, "GET", "/pynet/v1/networks", timeout=10)
     except SystemExit as e:
         out.append((FAIL, "daemon", str(e)))
+    modes = {n["mode"] for n in nets or []}
+    vlan = any("." in (n.get("parent") or "") for n in nets or [])
+    out += kernel_checks(modes, vlan)
+    out += firewall_checks(st, bool(modes & {"nat", "l2bridge"}))
+    brnf = _read("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    out.append((OK, "br_netfilter", "bridged frames pass inet hooks (pynet accepts intra-network traffic)"
+                if brnf == "1" else "not active"))
+    if st is None:
         return out
     out.append((OK, "daemon", f"{st['driver']} on {st['socket']}: {st['networks']} networks, "
                               f"{st['endpoints']} endpoints"))
-    if st["networks"] and chain is not None and f'"{st["link_prefix"]}*"' not in (chain or ""):
-        out.append((FAIL, "Docker firewall", f"DOCKER-USER lacks pynet's accepts for {st['link_prefix']}*: "
-                                             "forwarded traffic dies in Docker's FORWARD DROP; restart pynet"))
-    elif st["networks"]:
-        out.append((OK, "Docker firewall", "DOCKER-USER accepts pynet's interfaces"))
     if st["table_present"] is False:
-        out.append((FAIL, "nftables table", f"inet {st['table']} is missing; pynet rebuilds it within seconds"))
+        out.append((FAIL, "nftables table", f"inet {st['table']} is missing; pynet rebuilds it within seconds: "
+                                            "if this stays, see pynet's log"))
     for problem in st["state_problems"]:
-        out.append((FAIL, "state", problem + "; inspect it, then remove it or restore a backup"))
+        out.append((FAIL, "state", problem + ". To keep the network: put a good copy back as the file's "
+                                             "original name; to give it up: `docker network rm` it and delete "
+                                             "the file; then `pynet reconcile` (README: A damaged state file)"))
     for problem in st.get("drift", []):
-        out.append((FAIL, "state/kernel drift", problem + "; POST /pynet/v1/reconcile on the socket or restart "
-                                                          "pynet to rebuild it from state"))
+        out.append((FAIL, "state/kernel drift", problem + "; `pynet reconcile` (or a restart of pynet) rebuilds "
+                                                          "it from state"))
     if not st.get("drift"):
         out.append((OK, "state/kernel drift", "none: every interface in the state exists"))
     if st["leftovers_now"]:
         out.append((WARN, "leftovers", "links owned by no network: " + ", ".join(st["leftovers_now"])
-                    + " (removed at next start, or POST /pynet/v1/reconcile)"))
+                    + (" (kept while a state file is damaged)" if st["state_problems"] else
+                       " (`pynet reconcile` removes them, or the next start)")))
     else:
         out.append((OK, "leftovers", "none"))
     return out

@@ -126,6 +126,16 @@ class Firewall:
     async def table_present(self) -> bool:
         return await self._present()
 
+    async def docker_backend(self) -> str:
+        """Docker's firewall, read from nftables (handlers never call Docker's API): "iptables"
+        (its DOCKER-USER chain: pynet adds two accepts), "nftables" (Docker 29's `ip docker-bridges`:
+        it drops nothing of pynet's, so nothing to add) or "none" (--iptables=false, or no Docker)."""
+        if await self.nft.list("chain ip filter DOCKER-USER") is not None:
+            return "iptables"
+        if await self.nft.list("table ip docker-bridges") is not None:
+            return "nftables"
+        return "none"
+
     async def delete_table(self) -> None:
         if self.preserve:
             return  # a damaged state file's network may still use it

@@ -229,6 +229,29 @@ class Service:
                 await self.firewall.repair()
             await self.sync_docker_user()
 
+    async def free_ports_of_gone_endpoints(self) -> list[str]:
+        """Periodic: a container that died while dockerd was down may never get its Leave (Docker
+        drops a legacy plugin's endpoints silently on restart): once its veth is gone, its host
+        ports are freed, so they cannot block a new container. The endpoint itself stays until
+        Docker deletes it or its address is handed out again."""
+        present = {link.name for link in await self.links.list()}
+        freed = []
+        for net in list(self.nets.values()):
+            gone = [ep for ep in net.endpoints.values()
+                    if ep.bindings and ep.host_if and ep.host_if not in present and not ep.deleting]
+            if not gone or net.id not in self.nets:
+                continue
+            async with self.lock(net.id):
+                for ep in gone:
+                    if ep.id in net.endpoints and await self.mode(net).endpoint_state(net, ep) == GONE:
+                        log.warning("ports freed: the endpoint's container is gone", extra={"fields": {
+                            "endpoint": ep.id[:12], "ports": len(ep.bindings)}})
+                        await self._unpublish(net, ep, ep.bindings)
+                        ep.gateway = False
+                        self.store.save(net)
+                        freed.append(ep.id[:12])
+        return freed
+
     async def sync_docker_user(self, forget: tuple[str, ...] = ()) -> None:
         try:
             await self.firewall.sync_docker_user(list(self.nets.values()), forget, keep=bool(self.store.damaged))

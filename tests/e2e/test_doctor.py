@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conftest import IMAGE
 from lib import PREFIX, PYNET, links_with_prefix, sh
+from test_transparent import lan, lan_net  # noqa: F401 - the namespace LAN fixture
 
 
 def doctor(daemon):
@@ -29,3 +30,24 @@ def test_doctor_sees_drift_and_leftovers(nets, ctrs, daemon):
         assert "[warn] leftovers" in p.stdout and stray in p.stdout, p.stdout
     finally:
         sh("ip", "link", "del", stray, check=False)
+
+
+def _lines(p, level: str) -> list[str]:
+    return [line for line in p.stdout.splitlines() if line.startswith(f"[{level}")]
+
+
+def test_doctor_does_not_cry_wolf(nets, ctrs, daemon, lan):
+    """It warned "macvlan not loaded" where macvlan is built in and works, warned about ipvlan
+    (which pynet never uses) and failed on DOCKER-USER for transparent-only networks."""
+    net = lan_net(nets, lan, "docl")
+    ctrs.start("docl", "--net", net, "--ip", "10.77.0.140", IMAGE, "sleep", "600")
+    p = doctor(daemon)
+    assert p.returncode == 0, p.stdout
+    assert not _lines(p, "warn") and not _lines(p, "FAIL"), p.stdout
+    assert "ipvlan" not in p.stdout
+    assert "[ok  ] kernel: macvlan: works" in p.stdout
+    # With a nat network the forwarding path is checked, and found in order.
+    nets.create("docn")
+    p = doctor(daemon)
+    assert p.returncode == 0 and "DOCKER-USER accepts pynet's interfaces" in p.stdout, p.stdout
+    assert "[ok  ] sysctl net.ipv4.ip_forward" in p.stdout

@@ -191,3 +191,18 @@ def test_docker29_ports_follow_the_gateway_endpoint_and_leave(host):
     assert host.nft_elements("pubany4") == []
     for net, ep in ((a, web.ep_id), (b, ep_b), (c, ep_c)):
         host.ok("/NetworkDriver.Leave", {"NetworkID": net.id, "EndpointID": ep})  # again: harmless
+
+
+def test_ports_of_a_container_that_died_unseen_are_freed(host):
+    """Docker drops a legacy plugin's endpoints without any call when their container died while
+    dockerd was down: once the container's veth is gone, pynet frees its host ports by itself."""
+    net = host.create_network(87)
+    web = host.run_container(net, 2)
+    assert pec(host, net.id, web.ep_id, portmap((8000, 18700))) == {}
+    assert ports_of(host) == {("", 18700, "tcp", "10.87.0.2", "docker")}
+    web.close()  # the container's namespace goes; no Leave, no DeleteEndpoint
+    host.containers.remove(web)
+    until(lambda: ports_of(host) == set(), timeout=10, what="ports freed (firewall_check_interval is 1 s)")
+    assert host.nft_elements("pubany4") == []
+    other = host.run_container(net, 3)
+    assert pec(host, net.id, other.ep_id, portmap((8000, 18700))) == {}  # the port is usable again

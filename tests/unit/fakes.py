@@ -193,6 +193,7 @@ class FakeNft:
         self.scripts: list[list[str]] = []
         self.fail_next: Exception | None = None
         self.fail_count = 1  # how many transactions in a row fail_next refuses
+        self.docker_bridges = False  # Docker 29's nftables backend table
         self._handle = 100
 
     # -- the interface
@@ -225,6 +226,8 @@ class FakeNft:
                 return None
             return [{"metainfo": {"json_schema_version": 1}},
                     {"chain": {"family": m.group(1), "table": "filter", "name": "DOCKER-USER"}}] + copy.deepcopy(rules)
+        if what == "table ip docker-bridges":
+            return [{"table": {"family": "ip", "name": "docker-bridges"}}] if self.docker_bridges else None
         raise AssertionError(f"unexpected nft list {what!r}")
 
     # -- helpers for tests

@@ -180,3 +180,25 @@ def test_dhcp_renew_after_must_be_finite(value):
     with pytest.raises(InvalidOption, match="dhcp_renew_after"):
         cfg = config.load(None, env={"PYNET_DHCP_RENEW_AFTER": value})
         assert math.isfinite(cfg.dhcp_renew_after)
+
+
+def test_managed_plugin_defaults_are_the_daemons():
+    """config.json's settable env once capped bodies at 1 MiB while the daemon's default is 16 MiB:
+    an 11,000-port range failed only under the managed plugin. Every PYNET_* default must be the
+    daemon's own (an empty value means "the daemon's default")."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[2] / "config.json").read_text())
+    defaults = {f.name: f.default for f in dataclasses.fields(config.Config)}
+    seen = set()
+    for item in doc["Env"]:
+        key = item["Name"].removeprefix("PYNET_").lower()
+        assert key in defaults, f"config.json sets {item['Name']}, which pynet does not know"
+        seen.add(key)
+        if item["Value"] == "":
+            continue
+        parsed = config.load(None, env={item["Name"]: item["Value"]})
+        assert getattr(parsed, key) == defaults[key], f"{item['Name']}={item['Value']} differs from the default"
+    assert {"log_level", "port_range", "max_body", "dhcp_renew_after"} <= seen

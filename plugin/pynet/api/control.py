@@ -40,6 +40,7 @@ def routes(service, cfg) -> list[web.RouteDef]:
             "leftovers_now": await service.find_leftovers(),
             "drift": await service.find_drift(),
             "table_present": await service.firewall.table_present() if service.nets else None,
+            "docker_firewall": await service.firewall.docker_backend(),
         })
 
     async def reconcile(request):
