@@ -7,6 +7,7 @@ so every field needed to recreate a kernel object lives here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 
 MODES = ("nat", "transparent", "l2bridge")
@@ -93,6 +94,16 @@ class Network:
 
     def gateways(self) -> list[str]:
         return [s.gateway for s in self.v4 + self.v6 if s.gateway]
+
+
+def id_hex(object_id: str, n: int) -> str:
+    """n hex digits that stand for an object ID: its own first digits when it is hex (Docker's
+    local IDs, and what earlier pynet versions derived names from), else a hash of it (swarm's
+    25-character base-36 network IDs)."""
+    head = object_id[:n]
+    if all(c in "0123456789abcdef" for c in head):
+        return head.ljust(n, "0")
+    return hashlib.sha256(object_id.encode()).hexdigest()[:n]
 
 
 def to_dict(obj) -> dict:

@@ -12,7 +12,7 @@ import logging
 import re
 
 from .errors import InvalidOption, InvalidRequest
-from .model import MODES, Endpoint, Network, PortMapping, Subnet
+from .model import MODES, Endpoint, Network, PortMapping, Subnet, id_hex
 
 log = logging.getLogger("pynet.options")
 GENERIC = "com.docker.network.generic"
@@ -51,7 +51,8 @@ LAN_ONLY = {"parent", "host_shim", "macvlan_mode"}
 NAT_ONLY = {"bridge_name", "icc", "masquerade", "host_binding_ipv4"}
 TRANSPARENT_ONLY = {"host_shim", "macvlan_mode"}  # l2bridge has no macvlan: the host routes
 
-_ID_RE = re.compile(r"^[0-9a-fA-F]{8,64}$")
+# Docker's IDs: 64 hex digits for local objects, 25 base-36 characters for swarm networks.
+_ID_RE = re.compile(r"^(?:[0-9a-fA-F]{8,64}|[0-9a-z]{8,64})$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -61,7 +62,8 @@ _FALSE = {"0", "false", "no", "off"}
 def object_id(body: dict, key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise InvalidRequest(f"{key} must be a hex ID of 8-64 characters, got {value!r}")
+        raise InvalidRequest(f"{key} must be a Docker ID (8-64 hex digits, or a swarm ID of lowercase letters "
+                             f"and digits), got {value!r}")
     return value.lower()
 
 
@@ -323,7 +325,7 @@ def mac_for(ipv4: str, endpoint_id: str) -> str:
     if ipv4:
         raw = ipaddress.ip_interface(ipv4).ip.packed
         return mac_from_bytes(b"\x02\x42" + raw)
-    raw = bytes.fromhex(endpoint_id[:12].ljust(12, "0"))
+    raw = bytes.fromhex(id_hex(endpoint_id, 12))
     return mac_from_bytes(bytes([(raw[0] & 0xFE) | 0x02]) + raw[1:])
 
 

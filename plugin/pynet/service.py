@@ -78,7 +78,7 @@ class Service:
         self.ipam = DhcpIpam(self)
         kinds = "nhks"
         n = 15 - len(cfg.link_prefix) - 1
-        self._our_name = re.compile(re.escape(cfg.link_prefix) + f"[{kinds}][0-9a-f]{{{n}}}$")
+        self._our_name = re.compile(re.escape(cfg.link_prefix) + f"[{kinds}][0-9a-z]{{{n}}}$")
 
     # ---------------------------------------------------------------- start-up
     async def start(self) -> None:

@@ -211,10 +211,20 @@ def test_overlapping_subnets():
         options.parse_network(body, P)
 
 
-@pytest.mark.parametrize("net_id", [None, "", "xyz", "abc", "g" * 64, "a" * 65, 12345678])
+@pytest.mark.parametrize("net_id", [None, "", "xyz", "abc", "G" * 64, "a" * 65, 12345678, "abc/def12", "../../etc",
+                                    "abcdefgh\n", "ab cd ef gh", "ABCDEFGHJ"])
 def test_bad_network_id(net_id):
-    with pytest.raises(InvalidRequest, match="NetworkID must be a hex ID"):
+    with pytest.raises(InvalidRequest, match="NetworkID must be a Docker ID"):
         options.parse_network(net_body(net_id=net_id), P)
+
+
+def test_swarm_network_id_accepted_and_names_derive_from_it():
+    """Swarm networks have 25-character base-36 IDs (moby identity.NewID)."""
+    net = options.parse_network(net_body(net_id="275a88pvcb1w4rqsfolj7m0pd"), P)
+    assert net.id == "275a88pvcb1w4rqsfolj7m0pd" and net.bridge == "pn-n275a88pvcb1"
+    from pynet.model import id_hex
+    assert id_hex(net.id, 7) == id_hex(net.id, 7) and all(c in "0123456789abcdef" for c in id_hex(net.id, 10))
+    assert id_hex("abcdef1234", 7) == "abcdef1"  # hex IDs keep the digits earlier versions used
 
 
 def test_network_id_lowercased():

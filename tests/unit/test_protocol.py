@@ -87,9 +87,9 @@ async def test_garbage_body(docker, service, raw, why):
 
 async def test_empty_body_where_ids_are_needed(docker):
     status, doc, _ = await docker.call("/NetworkDriver.CreateNetwork")
-    assert status == 400 and doc == {"Err": "NetworkID must be a hex ID of 8-64 characters, got None"}
+    assert status == 400 and doc == {"Err": "NetworkID must be a Docker ID (8-64 hex digits, or a swarm ID of lowercase letters and digits), got None"}
     status, doc, _ = await docker.call("/NetworkDriver.Join", {"NetworkID": ID_A})
-    assert status == 400 and "EndpointID must be a hex ID" in doc["Err"]
+    assert status == 400 and "EndpointID must be a Docker ID" in doc["Err"]
 
 
 async def test_garbage_with_json_content_type(docker):

@@ -30,7 +30,7 @@ import ipaddress
 import socket
 
 from ..kernel import announce
-from ..model import Endpoint, Network
+from ..model import Endpoint, Network, id_hex
 from .transparent import TransparentMode
 
 RULE_PRIORITY = 20100
@@ -39,7 +39,7 @@ LINK_LOCAL_GW = "fe80::1"
 
 def table_id(net: Network) -> int:
     """A routing table per network, derived from its ID (above the reserved 0-255)."""
-    return 0x70000000 | int(net.id[:7], 16)
+    return 0x70000000 | int(id_hex(net.id, 7), 16)
 
 
 class L2BridgeMode(TransparentMode):

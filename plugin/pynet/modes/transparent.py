@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..errors import Conflict, InvalidOption
-from ..model import Endpoint, Network
+from ..model import Endpoint, Network, id_hex
 from . import CREATED, GONE, IN_CONTAINER, Mode
 
 
@@ -151,5 +151,5 @@ class TransparentMode(Mode):
 
 
 def _shim_mac(net_id: str) -> str:
-    raw = bytes.fromhex(net_id[:10])
+    raw = bytes.fromhex(id_hex(net_id, 10))
     return ":".join(f"{b:02x}" for b in b"\x02" + raw)
