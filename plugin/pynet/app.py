@@ -13,20 +13,19 @@ from aiohttp import web
 
 from .api import control, protocol
 from .config import Config
-from .firewall import Firewall
-from .service import Service
+from .core.driver import Driver
 from .store import Store
 
 log = logging.getLogger("pynet")
-SERVICE = web.AppKey("service", Service)
+DRIVER = web.AppKey("driver", Driver)
 
 
-def make_app(cfg: Config, service: Service) -> web.Application:
+def make_app(cfg: Config, driver: Driver) -> web.Application:
     app = web.Application(middlewares=[protocol.errors_and_logs], client_max_size=cfg.max_body)
     app[protocol.MAX_BODY] = cfg.max_body
-    app[SERVICE] = service
-    app.add_routes(protocol.routes(service, ["NetworkDriver", "IpamDriver"]))
-    app.add_routes(control.routes(service, cfg))
+    app[DRIVER] = driver
+    app.add_routes(protocol.routes(driver, ["NetworkDriver", "IpamDriver"]))
+    app.add_routes(control.routes(driver, cfg))
     return app
 
 
@@ -60,16 +59,16 @@ async def serve(cfg: Config) -> None:
 
     links = Links()
     await links.open()
-    service = Service(cfg, Store(cfg.state_dir), links, Firewall(Nft(), cfg.table, cfg.link_prefix))
-    await service.start()
-    app = make_app(cfg, service)
+    driver = Driver(cfg, Store(cfg.state_dir), links, Nft())
+    await driver.start()
+    app = make_app(cfg, driver)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     sock = bind_socket(cfg.socket)
     site = web.SockSite(runner, sock)
     await site.start()
     log.info("ready", extra={"fields": {"socket": cfg.socket, "driver": cfg.driver_name,
-                                        "networks": len(service.nets)}})
+                                        "networks": len(driver.state.nets)}})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -79,8 +78,8 @@ async def serve(cfg: Config) -> None:
         while True:
             await asyncio.sleep(cfg.firewall_check_interval)
             try:
-                await service.check_firewall()
-                await service.free_ports_of_gone_endpoints()
+                await driver.reconciler.check_firewall()
+                await driver.reconciler.free_ports_of_gone_endpoints()
             except Exception:  # noqa: BLE001 - keep watching
                 log.exception("firewall check failed")
 
@@ -93,5 +92,5 @@ async def serve(cfg: Config) -> None:
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cfg.socket)
-        await service.shutdown()
+        await driver.shutdown()
         await links.close()

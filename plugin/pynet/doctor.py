@@ -89,12 +89,13 @@ def _forward_policy_drop() -> bool:
     return rc == 0 and "policy drop" in out
 
 
-def kernel_checks(modes: set[str], vlan: bool) -> list[tuple[str, str, str]]:
+def kernel_checks(needs: set[str]) -> list[tuple[str, str, str]]:
+    """`needs`: the link kinds the existing networks' modes make (from the daemon's status)."""
     out = []
     results = probe_kernel()
     for feature, (who, fix) in FEATURES.items():
         err = results.get(feature, "not probed")
-        needed = feature == "nftables" or any(m in who for m in modes) or (feature == "8021q" and vlan)
+        needed = feature == "nftables" or feature in needs
         if not err:
             out.append((OK, f"kernel: {feature}", f"works (needed by {who})"))
         elif needed:
@@ -147,10 +148,8 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
         nets = client.call(path, "GET", "/pynet/v1/networks", timeout=10)
     except SystemExit as e:
         out.append((FAIL, "daemon", str(e)))
-    modes = {n["mode"] for n in nets or []}
-    vlan = any("." in (n.get("parent") or "") for n in nets or [])
-    out += kernel_checks(modes, vlan)
-    out += firewall_checks(st, bool(modes & {"nat", "l2bridge"}))
+    out += kernel_checks({need for n in nets or [] for need in n.get("kernel_needs", [])})
+    out += firewall_checks(st, any(n.get("forwards") for n in nets or []))
     brnf = _read("/proc/sys/net/bridge/bridge-nf-call-iptables")
     out.append((OK, "br_netfilter", "bridged frames pass inet hooks (pynet accepts intra-network traffic)"
                 if brnf == "1" else "not active"))

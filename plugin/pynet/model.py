@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 from dataclasses import dataclass, field
-
-MODES = ("nat", "transparent", "l2bridge")
 
 
 @dataclass
@@ -88,12 +87,30 @@ class Network:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     deleting: bool = False  # DeleteNetwork received and saved: finished at start if pynet died in it
 
-    @property
-    def lan(self) -> bool:
-        return self.mode in ("transparent", "l2bridge")
-
     def gateways(self) -> list[str]:
         return [s.gateway for s in self.v4 + self.v6 if s.gateway]
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: str
+    next_hop: str = ""  # "" = connected
+
+
+@dataclass
+class JoinInfo:
+    """What a container gets at Join: the interface to move in, gateways, static routes."""
+
+    src_name: str
+    dst_prefix: str
+    gateway: str = ""
+    gateway6: str = ""
+    routes: list[Route] = field(default_factory=list)
+
+
+def link_name(prefix: str, kind: str, object_id: str) -> str:
+    """Kernel names are 15 bytes at most: prefix + one kind letter + as much ID as fits."""
+    return prefix + kind + object_id[: 15 - len(prefix) - 1]
 
 
 def id_hex(object_id: str, n: int) -> str:
@@ -104,6 +121,13 @@ def id_hex(object_id: str, n: int) -> str:
     if all(c in "0123456789abcdef" for c in head):
         return head.ljust(n, "0")
     return hashlib.sha256(object_id.encode()).hexdigest()[:n]
+
+
+def link_local(mac: str) -> str:
+    """The EUI-64 link-local address a kernel forms for `mac` (addr_gen_mode 0, a container's default)."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    eui = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + eui))
 
 
 def to_dict(obj) -> dict:

@@ -165,9 +165,9 @@ def _veth_pair(name: str) -> None:
 
 
 def test_a_busy_network_does_not_hold_up_other_networks(nets, ctrs, daemon):
-    """Network A is held busy by a naturally slow call: pynet's IPAM asking a DHCP server that never
-    answers (3 tries x 2 s, under A's lock, per request). Meanwhile every call for network B, and a
-    real `docker run` on network C, complete; a call for A itself waits (the lock is real)."""
+    """Network A is busy with a naturally slow call: pynet's IPAM asking a DHCP server that never
+    answers (3 tries x 2 s per request). Meanwhile every call for network B, a real `docker run` on
+    network C, and even another call for A complete: the exchange holds no lock."""
     parent = f"pnt{TAG}dx"  # a veth in the host namespace, no DHCP server behind it
     a_id, b_id = secrets.token_hex(32), secrets.token_hex(32)
     _veth_pair(parent)
@@ -239,13 +239,13 @@ def test_a_busy_network_does_not_hold_up_other_networks(nets, ctrs, daemon):
         for mac in ("02:42:c6:12:4d:01", "02:42:c6:12:4d:02"):
             status, doc = answers[mac]
             assert status != 200 and "no DHCP server answered" in doc["Err"], answers[mac]
-        assert hold > 10, f"the DHCP requests did not hold network A ({hold:.1f} s)"
+        assert hold > 5, f"the DHCP requests did not wait out their server ({hold:.1f} s)"
+        # The exchanges run outside network A's lock: even A's own CreateEndpoint is not held up.
+        assert marks["a-ep"] - t0 < hold, "network A's other calls waited for its DHCP requests"
         assert slowest < 2 and b_done < hold, "calls for network B waited for network A"
         assert still_held, f"docker run on network C ({c_done:.1f} s) only finished after network A was free " \
                            f"({hold:.1f} s)"
-        # The lock is real: A's own CreateEndpoint waited for both DHCP requests.
         assert answers["a-ep"][0] == 200, answers["a-ep"]
-        assert marks["a-ep"] - t0 >= hold - 0.5, "A's CreateEndpoint did not wait for A's lock"
     finally:
         for nid in (a_id, b_id):
             daemon.call("/NetworkDriver.DeleteNetwork", {"NetworkID": nid})

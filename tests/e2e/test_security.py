@@ -122,7 +122,7 @@ def test_nat_container_cannot_spoof_ipv6_neighbours_or_routers(nets, ctrs, daemo
     # 3. "I am a router, here is a prefix".
     in_netns_of(evil, sys.executable, ND_SPOOF, "eth0", "ra", "2001:db8:bad::/64")
     # 4. A packet with the victim's link-local address as source.
-    from pynet.ruleset import link_local
+    from pynet.model import link_local
     in_netns_of(evil, sys.executable, ND_SPOOF, "eth0", "echo", link_local(v_mac), "fd00:217::1")
     time.sleep(0.5)
     host_view = sh("ip", "-6", "neigh", "show", v6, "dev", bridge).stdout

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
-from fakes import Docker, FakeLinks, FakeNft, FakeSysctl, build_app, make_service  # noqa: E402
+from fakes import Docker, FakeLinks, FakeNft, FakeSysctl, build_app, make_driver  # noqa: E402
 from pynet.config import Config  # noqa: E402
 
 
@@ -39,15 +39,15 @@ def sysctls() -> FakeSysctl:
 
 
 @pytest.fixture
-async def service(cfg, links, nft, sysctls):
-    svc = make_service(cfg, links, nft, sysctls)
-    await svc.start()
-    yield svc
-    await svc.ipam.stop()
+async def driver(cfg, links, nft, sysctls):
+    drv = make_driver(cfg, links, nft, sysctls)
+    await drv.start()
+    yield drv
+    await drv.shutdown()
 
 
 @pytest.fixture
-async def docker(cfg, service):
+async def docker(cfg, driver):
     """The app on a local test server, spoken to like dockerd does."""
-    async with TestClient(TestServer(build_app(cfg, service))) as client:
+    async with TestClient(TestServer(build_app(cfg, driver))) as client:
         yield Docker(client)

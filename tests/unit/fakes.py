@@ -340,29 +340,78 @@ def pm(port: int, host_port: int = 0, proto: int = 6, host_ip: str = "", end: in
             "HostPortEnd": host_port if end is None else end}
 
 
+# ---------------------------------------------------------------- typed requests (what the core takes)
+
+def net_req(net_id: str = ID_A, pool: str = "172.30.0.0/24", gateway: str = "172.30.0.1/24",
+            generic: dict | None = None, v6: tuple[str, str] | None = None, internal: bool = False,
+            space: str = "LocalDefault", v4: bool = True):
+    """A CreateNetwork as the wire layer hands it to the core."""
+    from pynet.api.wire import CreateNetwork, IpData
+
+    opts: dict = {"com.docker.network.enable_ipv6": bool(v6), "com.docker.network.enable_ipv4": v4}
+    if internal:
+        opts["com.docker.network.internal"] = True
+    return CreateNetwork(network_id=net_id, generic=dict(generic or {}), options=opts,
+                         v4=[IpData(pool, gateway, space)] if pool else [],
+                         v6=[IpData(v6[0], v6[1], space)] if v6 else [])
+
+
+def ep_req(net_id: str = ID_A, ep_id: str = EP_1, address: str = "172.30.0.2/24", address6: str = "",
+           mac: str = "", ports: list | None = None, driver_opts: dict | None = None):
+    from pynet.api.wire import CreateEndpoint
+
+    return CreateEndpoint(network_id=net_id, endpoint_id=ep_id, address=address, address6=address6, mac=mac,
+                          driver_opts=dict(driver_opts or {}), portmap=list(ports or []))
+
+
+def port(port: int, host_port: int = 0, proto: str = "tcp", host_ip: str = "", end: int | None = None):
+    """One -p mapping as the wire layer decodes it."""
+    from pynet.model import PortMapping
+
+    return PortMapping(proto=proto, container_port=port, host_ip=host_ip, host_port=host_port,
+                       host_port_end=host_port if end is None else end)
+
+
+def ref(net_id: str = ID_A, ep_id: str | None = EP_1):
+    from pynet.api.wire import EndpointRef, NetworkRef
+
+    return NetworkRef(net_id) if ep_id is None else EndpointRef(net_id, ep_id)
+
+
+def join_req(net_id: str = ID_A, ep_id: str = EP_1, sandbox: str = "/x", ports: list | None = None):
+    from pynet.api.wire import Join
+
+    return Join(net_id, ep_id, sandbox, list(ports or []))
+
+
+def pec_req(net_id: str = ID_A, ep_id: str = EP_1, ports: list | None = None):
+    from pynet.api.wire import Connectivity
+
+    return Connectivity(net_id, ep_id, None if ports is None else list(ports))
+
+
 def ip_of(cidr: str) -> str:
     return str(ipaddress.ip_interface(cidr).ip)
 
 
 # ---------------------------------------------------------------- the service
 
-def make_service(cfg, links, nft, sysctls):
-    """A Service on fake kernel parts; host ports are never probed with real sockets."""
-    from pynet.firewall import Firewall
-    from pynet.service import Service
+def make_driver(cfg, links, nft, sysctls, dhcp_client=None):
+    """A Driver on fake kernel parts; host ports are never probed with real sockets."""
+    from pynet.core.driver import Driver
     from pynet.store import Store
 
-    svc = Service(cfg, Store(cfg.state_dir), links, Firewall(nft, cfg.table, cfg.link_prefix), sysctl_ensure=sysctls)
-    svc.port_probe = lambda family, host_ip, proto, port: None
-    return svc
+    drv = Driver(cfg, Store(cfg.state_dir), links, nft, sysctl_ensure=sysctls, dhcp_client=dhcp_client)
+    drv.published.probe = lambda family, host_ip, proto, port: None
+    return drv
 
 
 # ---------------------------------------------------------------- the HTTP side
 
-def build_app(cfg, service):
+def build_app(cfg, driver):
     from pynet.app import make_app
 
-    return make_app(cfg, service)
+    return make_app(cfg, driver)
 
 
 DOCKER_HEADERS = {"Accept": "application/vnd.docker.plugins.v1.2+json"}

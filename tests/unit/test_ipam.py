@@ -1,4 +1,4 @@
-"""ipam.py (pynet as IPAM driver: addresses from the LAN's DHCP server) with a fake DHCP client."""
+"""core/ipam.py (pynet as IPAM driver: addresses from the LAN's DHCP server) with a fake DHCP client."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ class FakeDhcp:
 
 
 @pytest.fixture
-def fake_dhcp(service):
-    service.ipam.client = FakeDhcp()
-    return service.ipam.client
+def fake_dhcp(driver):
+    driver.leases.client = FakeDhcp()
+    return driver.leases.client
 
 
 @pytest.fixture
@@ -80,12 +80,12 @@ async def test_gateway_and_static_addresses_are_not_dhcp(docker, dhcp_net, fake_
     assert fake_dhcp.acquired == []
 
 
-async def test_dhcp_lease_round_trip(docker, service, cfg, dhcp_net, fake_dhcp):
+async def test_dhcp_lease_round_trip(docker, driver, cfg, dhcp_net, fake_dhcp):
     body = {"PoolID": POOL_ID, "Address": "", "Options": {"com.docker.network.endpoint.macaddress": MAC}}
     assert await docker.ok("/IpamDriver.RequestAddress", body) == {"Address": "192.168.50.77/24", "Data": {}}
     assert fake_dhcp.acquired == [("eth0", MAC)]
     assert leases_on_disk(cfg)[MAC]["ip"] == "192.168.50.77"  # persisted before the answer
-    assert MAC in service.ipam.tasks  # renewal scheduled
+    assert (ID_A, MAC) in driver.leases.tasks  # renewal scheduled
     # Docker asks again (replay): the same lease, no second DHCP exchange.
     assert await docker.ok("/IpamDriver.RequestAddress", body) == {"Address": "192.168.50.77/24", "Data": {}}
     assert len(fake_dhcp.acquired) == 1
@@ -96,7 +96,7 @@ async def test_dhcp_lease_round_trip(docker, service, cfg, dhcp_net, fake_dhcp):
     await docker.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": ID_A, "EndpointID": EP_1})
     await docker.ok("/IpamDriver.ReleaseAddress", {"PoolID": POOL_ID, "Address": "192.168.50.77/24"})
     assert fake_dhcp.released == ["192.168.50.77"]
-    assert leases_on_disk(cfg) == {} and MAC not in service.ipam.tasks
+    assert leases_on_disk(cfg) == {} and (ID_A, MAC) not in driver.leases.tasks
     await docker.ok("/IpamDriver.ReleaseAddress", {"PoolID": POOL_ID, "Address": "192.168.50.77/24"})
     assert fake_dhcp.released == ["192.168.50.77"]  # already gone: nothing more to do
 

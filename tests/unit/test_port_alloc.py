@@ -1,4 +1,4 @@
-"""ports.py + options.parse_portmap: every -p/-P form as Docker sends it, host-port choice, conflicts."""
+"""ports.py + wire.portmap: every -p/-P form as Docker sends it, host-port choice, conflicts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from fakes import EP_1, EP_2, EP_3, ID_A, ID_B, pm
-from pynet import options, ports
+from pynet import ports
+from pynet.api import wire
 from pynet.errors import Conflict, InvalidOption, InvalidRequest
 from pynet.model import Binding, Endpoint, Network, PortMapping, Subnet
 
@@ -29,7 +30,7 @@ def ep(ep_id=EP_1, ipv4="172.30.0.2/24", ipv6="") -> Endpoint:
 
 
 def alloc(items, n=None, e=None, index=None, probe=no_probe, **kw) -> list[Binding]:
-    return ports.allocate(n or net(), e or ep(), options.parse_portmap(items), index if index is not None
+    return ports.allocate(n or net(), e or ep(), wire.portmap(items), index if index is not None
                           else ports.PortIndex(), kw.pop("port_range", RANGE), probe, **kw)
 
 
@@ -259,15 +260,15 @@ def test_fmt_host():
 ])
 def test_portmap_refused(item, match):
     with pytest.raises(InvalidOption, match=match):
-        options.parse_portmap([item])
+        wire.portmap([item])
 
 
 def test_portmap_shapes():
-    assert options.parse_portmap(None) == []
+    assert wire.portmap(None) == []
     with pytest.raises(InvalidRequest):
-        options.parse_portmap({"Port": 80})
+        wire.portmap({"Port": 80})
     with pytest.raises(InvalidRequest):
-        options.parse_portmap(["80"])
+        wire.portmap(["80"])
 
 
 # ---------------------------------------------------------------- `pynet port add` specs

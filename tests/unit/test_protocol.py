@@ -14,18 +14,18 @@ from pynet.api.protocol import CONTENT_TYPE
 from pynet.app import make_app
 
 
-def test_make_app_emits_no_warning(cfg, service):
+def test_make_app_emits_no_warning(cfg, driver):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        make_app(cfg, service)
+        make_app(cfg, driver)
     assert [str(w.message) for w in caught] == []
 
 
-async def test_protocol_call_emits_no_warning(cfg, service, monkeypatch):
+async def test_protocol_call_emits_no_warning(cfg, driver, monkeypatch):
     from aiohttp.web_request import BaseRequest
 
     monkeypatch.setattr(BaseRequest, "_seen_str_keys", set())  # aiohttp warns once per key and process
-    async with TestClient(TestServer(build_app(cfg, service))) as client:
+    async with TestClient(TestServer(build_app(cfg, driver))) as client:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             status, _, _ = await Docker(client).call("/Plugin.Activate")
@@ -77,12 +77,12 @@ async def test_discover_calls_answer_empty(docker):
     (b"null", "must be a JSON object"),
     (b'"text"', "must be a JSON object"),
 ])
-async def test_garbage_body(docker, service, raw, why):
+async def test_garbage_body(docker, driver, raw, why):
     status, doc, ctype = await docker.call("/NetworkDriver.CreateNetwork", raw=raw)
     assert status == 400
     assert doc == {"Err": f"request body of /NetworkDriver.CreateNetwork {why}"}
     assert ctype.startswith(CONTENT_TYPE)
-    assert service.nets == {}
+    assert driver.state.nets == {}
 
 
 async def test_empty_body_where_ids_are_needed(docker):
@@ -97,11 +97,11 @@ async def test_garbage_with_json_content_type(docker):
     assert status == 400 and "not valid JSON" in doc["Err"]
 
 
-async def test_invalid_option_is_500_with_message(docker, service):
+async def test_invalid_option_is_500_with_message(docker, driver):
     status, doc, _ = await docker.call("/NetworkDriver.CreateNetwork", net_body(generic={"mtu": "10"}))
     assert status == 500
     assert doc == {"Err": "option mtu must be between 68 and 65535, got 10"}
-    assert service.nets == {}
+    assert driver.state.nets == {}
 
 
 async def test_unknown_call_is_404_json(docker):
@@ -115,9 +115,9 @@ async def test_get_is_405_json(docker):
     assert status == 405 and "use POST" in doc["Err"]
 
 
-async def test_body_too_large(cfg, service):
+async def test_body_too_large(cfg, driver):
     small = dataclasses.replace(cfg, max_body=64)
-    async with TestClient(TestServer(build_app(small, service))) as client:
+    async with TestClient(TestServer(build_app(small, driver))) as client:
         status, doc, _ = await Docker(client).call("/NetworkDriver.CreateNetwork", raw=b"{" + b" " * 200 + b"}")
     assert (status, doc) == (413, {"Err": "request body too large (limit 64 bytes)"})
 
@@ -140,13 +140,14 @@ async def test_network_errors_have_no_error_field(docker):
     assert set(doc) == {"Err"}
 
 
-async def test_unexpected_exception_still_answers_json(cfg, service, monkeypatch):
-    async def boom(_body):
+async def test_unexpected_exception_still_answers_json(cfg, driver, monkeypatch):
+    def boom(_ref):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(service, "endpoint_info", boom)
-    async with TestClient(TestServer(build_app(cfg, service))) as client:
-        status, doc, _ = await Docker(client).call("/NetworkDriver.EndpointOperInfo", {})
+    monkeypatch.setattr(driver.endpoints, "oper_info", boom)
+    async with TestClient(TestServer(build_app(cfg, driver))) as client:
+        status, doc, _ = await Docker(client).call("/NetworkDriver.EndpointOperInfo", {"NetworkID": ID_A,
+                                                                                    "EndpointID": EP_1})
     assert (status, doc) == (500, {"Err": "pynet internal error: ZeroDivisionError: oops"})
 
 

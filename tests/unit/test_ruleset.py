@@ -1,4 +1,4 @@
-"""ruleset.py: the nft text pynet generates for a representative state."""
+"""firewall/ruleset.py and the modes' elements: the nft text pynet generates for a representative state."""
 
 from __future__ import annotations
 
@@ -7,8 +7,36 @@ import re
 import pytest
 
 from fakes import EP_1, ID_A, ID_B, nid
-from pynet import ruleset
+from pynet.core.networks import Networks
+from pynet.firewall import ruleset
 from pynet.model import Binding, Endpoint, Network, Subnet
+from pynet.modes import make_modes
+
+MODES = make_modes(None, None, "pynet:unit:")
+NAT = MODES["nat"]
+
+
+class _Store:
+    damaged: dict = {}
+
+
+class _State:
+    def __init__(self, nets):
+        self.nets = {n.id: n for n in nets}
+        self.store = _Store()
+
+
+def networks(nets=()) -> Networks:
+    return Networks(_State(nets), MODES, None, None, None, "pn-")
+
+
+def full(table: str, nets: list[Network]) -> list[str]:
+    """What a rebuild sends: the skeleton, then every element of these networks."""
+    elems: dict[str, list[str]] = {}
+    for net in nets:
+        for name, items in networks().elements(net).items():
+            elems.setdefault(name, []).extend(items)
+    return ruleset.skeleton(table) + ruleset.element_lines(table, "add", elems)
 
 T = "pynet_unit"
 
@@ -130,16 +158,16 @@ def test_masquerade_and_hairpin():
 
 def test_elements_of_networks(state):
     a, b, c = state
-    ea = ruleset.elements(a)
+    ea = NAT.network_elements(a)
     assert ea["bridges"] == [f'"{a.bridge}"']
     assert ea["intra"] == [f'"{a.bridge}" . "{a.bridge}"']
     assert ea["subnets4"] == [f'"{a.bridge}" . 172.30.0.0/24']
     assert ea["subnets6"] == [f'"{a.bridge}" . fd00:30::/64']
-    assert ea["masq"] == [f'"{a.bridge}"'] and ea["internal"] == []
-    eb = ruleset.elements(b)
-    assert eb["internal"] == ['"mybr0"'] and eb["masq"] == []  # --internal: never masqueraded out
-    ec = ruleset.elements(c)
-    assert ec["masq"] == [] and ec["internal"] == [] and ec["bridges"] == [f'"{c.bridge}"']
+    assert ea["masq"] == [f'"{a.bridge}"'] and "internal" not in ea
+    eb = NAT.network_elements(b)
+    assert eb["internal"] == ['"mybr0"'] and "masq" not in eb  # --internal: never masqueraded out
+    ec = NAT.network_elements(c)
+    assert "masq" not in ec and "internal" not in ec and ec["bridges"] == [f'"{c.bridge}"']
 
 
 def test_binding_keys():
@@ -151,7 +179,7 @@ def test_binding_keys():
 
 
 def test_full_ruleset_golden_lines(state):
-    lines = ruleset.full(T, state)
+    lines = full(T, state)
     a, b, c = state
     assert lines[: len(ruleset.skeleton(T))] == ruleset.skeleton(T)
     elems = lines[len(ruleset.skeleton(T)):]
@@ -169,7 +197,7 @@ def test_full_ruleset_golden_lines(state):
 
 
 def test_full_with_no_networks_is_skeleton():
-    assert ruleset.full(T, []) == ruleset.skeleton(T)
+    assert full(T, []) == ruleset.skeleton(T)
 
 
 def test_binding_elements_for_delete_have_keys_only():
@@ -184,8 +212,8 @@ def test_large_maps_are_chunked_in_one_script():
     assert sum(line.count(" : ") for line in lines) == 4501
 
 
-def test_docker_user_wanted():
-    assert ruleset.docker_user_wanted("pn-", []) == []  # no network: nothing in Docker's chain
+def test_docker_user_patterns():
+    assert networks().docker_user_patterns()[0] == []  # no network: nothing in Docker's chain
     nets = [nat_net(ID_A), nat_net(ID_B, bridge="mybr0", custom=True)]
-    assert ruleset.docker_user_wanted("pn-", nets) == [("iifname", "pn-*"), ("oifname", "pn-*"),
-                                                       ("iifname", "mybr0"), ("oifname", "mybr0")]
+    wanted, ours = networks(nets).docker_user_patterns()
+    assert wanted == ["pn-*", "mybr0"] and ours == {"pn-*", "mybr0"}

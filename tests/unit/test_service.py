@@ -1,4 +1,4 @@
-"""service.py through the protocol, over fake links/nft/sysctl: validate -> apply with undo -> persist -> answer."""
+"""driver.py through the protocol, over fake links/nft/sysctl: validate -> apply with undo -> persist -> answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import EP_1, EP_2, EP_3, ID_A, ID_B, FakeLinks, FakeNft, ep_body, make_service, net_body, pm
+from fakes import EP_1, EP_2, EP_3, ID_A, ID_B, FakeLinks, FakeNft, ep_body, make_driver, net_body, pm
 from pynet.errors import KernelError
 
 T = "pynet_unit"
@@ -27,7 +27,7 @@ def ids(net=ID_A, ep=EP_1) -> dict:
     return {"NetworkID": net, "EndpointID": ep}
 
 
-async def test_nat_lifecycle(docker, service, cfg, links, nft, sysctls):
+async def test_nat_lifecycle(docker, driver, cfg, links, nft, sysctls):
     # CreateNetwork: bridge with the gateway, sysctls, table elements, DOCKER-USER, state on disk.
     assert await docker.ok("/NetworkDriver.CreateNetwork", net_body()) == {}
     assert links.links[BR_A].kind == "bridge" and links.links[BR_A].addrs == ["172.30.0.1/24"]
@@ -80,10 +80,10 @@ async def test_nat_lifecycle(docker, service, cfg, links, nft, sysctls):
         assert not state_file(cfg).exists()
         assert nft.elements(T, "bridges") == {} and nft.elements(T, "masq") == {}
         assert nft.du_patterns("ip") == []  # the last network took Docker-side accepts with it
-    assert len(service.port_index) == 0
+    assert len(driver.published.index) == 0
 
 
-async def test_port_conflict_between_containers(docker, service, cfg, nft):
+async def test_port_conflict_between_containers(docker, driver, cfg, nft):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     for ep, ip in ((EP_1, "172.30.0.2/24"), (EP_2, "172.30.0.3/24")):
         await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(ep_id=ep, address=ip))
@@ -97,10 +97,10 @@ async def test_port_conflict_between_containers(docker, service, cfg, nft):
     # Nothing half applied: 8081 is not in the map, the second container holds nothing.
     assert nft.elements(T, "pubany4") == before
     assert saved(cfg)["endpoints"][EP_2]["bindings"] == []
-    assert service.port_index.holder(4, "", "tcp", 8081) is None
+    assert driver.published.index.holder(4, "", "tcp", 8081) is None
 
 
-async def test_failed_port_change_keeps_old_ports(docker, service, cfg, nft):
+async def test_failed_port_change_keeps_old_ports(docker, driver, cfg, nft):
     """nft refuses the new port set: the container keeps exactly the ports it had, in kernel, index and state."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
@@ -112,11 +112,11 @@ async def test_failed_port_change_keeps_old_ports(docker, service, cfg, nft):
     assert "busy" in err
     assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}
     assert [b["host_port"] for b in saved(cfg)["endpoints"][EP_1]["bindings"]] == [8080]
-    assert service.port_index.holder(4, "", "tcp", 8080).endpoint_id == EP_1
-    assert service.port_index.holder(4, "", "tcp", 9090) is None
+    assert driver.published.index.holder(4, "", "tcp", 8080).endpoint_id == EP_1
+    assert driver.published.index.holder(4, "", "tcp", 9090) is None
 
 
-async def test_failed_port_persist_is_rolled_back(docker, service, nft, monkeypatch):
+async def test_failed_port_persist_is_rolled_back(docker, driver, nft, monkeypatch):
     """The state file cannot be written: the new ports come out of nft again, the old ones stay."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
@@ -126,13 +126,13 @@ async def test_failed_port_persist_is_rolled_back(docker, service, nft, monkeypa
     def disk_full(net):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(service.store, "save", disk_full)
+    monkeypatch.setattr(driver.state.store, "save", disk_full)
     err = await docker.err("/NetworkDriver.ProgramExternalConnectivity", dict(ids(), Options={
         "com.docker.network.portmap": [pm(90, 9090)]}))
     assert "No space left on device" in err
     assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}
-    assert [b.host_port for b in service.nets[ID_A].endpoints[EP_1].bindings] == [8080]
-    assert service.port_index.holder(4, "", "tcp", 9090) is None
+    assert [b.host_port for b in driver.state.nets[ID_A].endpoints[EP_1].bindings] == [8080]
+    assert driver.published.index.holder(4, "", "tcp", 9090) is None
 
 
 async def test_capital_P_with_two_exposed_ports(docker, nft):
@@ -145,33 +145,33 @@ async def test_capital_P_with_two_exposed_ports(docker, nft):
     assert sorted(nft.elements(T, "pubany4").values()) == ["172.30.0.2 . 443", "172.30.0.2 . 80"]
 
 
-async def test_failed_create_network_is_undone(docker, service, cfg, links, nft):
+async def test_failed_create_network_is_undone(docker, driver, cfg, links, nft):
     nft.fail_next, nft.fail_count = KernelError("nftables refused the change: no memory"), 2
     err = await docker.err("/NetworkDriver.CreateNetwork", net_body())
     assert err == "nftables refused the change: no memory"
     assert BR_A not in links.links and ("delete", BR_A) in links.calls  # the bridge it made is gone again
-    assert service.nets == {} and not state_file(cfg).exists()
+    assert driver.state.nets == {} and not state_file(cfg).exists()
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())  # and a retry works
     assert BR_A in links.links
 
 
-async def test_failed_persist_is_undone(docker, service, cfg, links, nft, monkeypatch):
+async def test_failed_persist_is_undone(docker, driver, cfg, links, nft, monkeypatch):
     def disk_full(net):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(service.store, "save", disk_full)
+    monkeypatch.setattr(driver.state.store, "save", disk_full)
     status, doc, _ = await docker.call("/NetworkDriver.CreateNetwork", net_body())
     assert status == 500 and "No space left on device" in doc["Err"]
-    assert BR_A not in links.links and service.nets == {}
+    assert BR_A not in links.links and driver.state.nets == {}
     assert nft.elements(T, "bridges") == {}
 
 
-async def test_failed_endpoint_is_undone(docker, service, cfg, links):
+async def test_failed_endpoint_is_undone(docker, driver, cfg, links):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     links.fail["ensure_veth"] = KernelError("create veth: Operation not permitted")
     err = await docker.err("/NetworkDriver.CreateEndpoint", ep_body())
     assert "Operation not permitted" in err
-    assert service.nets[ID_A].endpoints == {} and saved(cfg)["endpoints"] == {}
+    assert driver.state.nets[ID_A].endpoints == {} and saved(cfg)["endpoints"] == {}
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
 
 
@@ -196,12 +196,12 @@ async def test_bridge_name_conflicts(docker, links):
     assert "bridge_name mybr0 is already used by pynet network" in err
 
 
-async def test_create_network_retry_and_changed_settings(docker, service):
+async def test_create_network_retry_and_changed_settings(docker, driver):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())  # same body: a retry
     err = await docker.err("/NetworkDriver.CreateNetwork", net_body(generic={"mtu": "1400"}))
     assert "already exists with other settings" in err
-    assert service.nets[ID_A].mtu == 0
+    assert driver.state.nets[ID_A].mtu == 0
 
 
 async def test_duplicate_address_and_mac(docker, links, tmp_path):
@@ -217,7 +217,7 @@ async def test_duplicate_address_and_mac(docker, links, tmp_path):
     assert "MAC address 02:42:ac:1e:00:02 is already used" in err and "--mac-address" in err
 
 
-async def test_ghost_endpoint_evicted_when_address_reused(docker, service, links, nft, tmp_path):
+async def test_ghost_endpoint_evicted_when_address_reused(docker, driver, links, nft, tmp_path):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
     sandbox = tmp_path / "netns-1"
@@ -227,19 +227,19 @@ async def test_ghost_endpoint_evicted_when_address_reused(docker, service, links
                     dict(ids(), Options={"com.docker.network.portmap": [pm(80, 8080)]}))
     await links.delete(H1)  # its namespace went away while pynet was down; DeleteEndpoint never came
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(ep_id=EP_2))
-    assert list(service.nets[ID_A].endpoints) == [EP_2]
-    assert nft.elements(T, "pubany4") == {} and service.port_index.holder(4, "", "tcp", 8080) is None
+    assert list(driver.state.nets[ID_A].endpoints) == [EP_2]
+    assert nft.elements(T, "pubany4") == {} and driver.published.index.holder(4, "", "tcp", 8080) is None
 
 
-async def test_unjoined_holder_of_an_address_is_a_ghost(docker, service):
+async def test_unjoined_holder_of_an_address_is_a_ghost(docker, driver):
     """pynet saved an endpoint but died before answering: Docker reuses the address for another one."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(ep_id=EP_2))
-    assert list(service.nets[ID_A].endpoints) == [EP_2]
+    assert list(driver.state.nets[ID_A].endpoints) == [EP_2]
 
 
-async def test_ports_of_another_network_accepted_at_internal_join(docker, service):
+async def test_ports_of_another_network_accepted_at_internal_join(docker, driver):
     """Docker sends a container's whole port map with every Join (compose: web with ports on a
     front network and on an internal back network): the internal Join takes it, publishes nothing."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body(internal=True))
@@ -247,7 +247,7 @@ async def test_ports_of_another_network_accepted_at_internal_join(docker, servic
     reply = await docker.ok("/NetworkDriver.Join", dict(ids(), SandboxKey="/x", Options={
         "com.docker.network.portmap": [pm(80, 8080)]}))
     assert "Gateway" not in reply
-    assert service.list_ports() == []
+    assert driver.published.listing() == []
 
 
 async def test_internal_join_has_no_gateway(docker, nft):
@@ -295,7 +295,7 @@ async def test_transparent_parent_must_exist(docker):
     assert "parent interface eth9 does not exist" in err
 
 
-async def test_restart_restores_table_and_ports(docker, service, cfg, links, sysctls):
+async def test_restart_restores_table_and_ports(docker, driver, cfg, links, sysctls):
     """pynet restarts (kernel kept, nft table flushed): the table comes back from state, ports included."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
@@ -303,18 +303,18 @@ async def test_restart_restores_table_and_ports(docker, service, cfg, links, sys
     await docker.ok("/NetworkDriver.ProgramExternalConnectivity",
                     dict(ids(), Options={"com.docker.network.portmap": [pm(80, 8080)]}))
     fresh = FakeNft(docker_user={"ip": []})
-    again = make_service(cfg, links, fresh, sysctls)
+    again = make_driver(cfg, links, fresh, sysctls)
     await again.start()
     try:
-        assert list(again.nets) == [ID_A]
+        assert list(again.state.nets) == [ID_A]
         assert fresh.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}
         assert f'"{BR_A}"' in fresh.elements(T, "bridges")
-        assert again.port_index.holder(4, "", "tcp", 8080).endpoint_id == EP_1
+        assert again.published.index.holder(4, "", "tcp", 8080).endpoint_id == EP_1
     finally:
-        await again.ipam.stop()
+        await again.shutdown()
 
 
-async def test_reboot_drops_ports_of_missing_endpoints(docker, service, cfg, links, sysctls):
+async def test_reboot_drops_ports_of_missing_endpoints(docker, driver, cfg, links, sysctls):
     """Host reboot: no links at all. The network comes back from state; a ghost endpoint holds no port."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body())
@@ -322,15 +322,15 @@ async def test_reboot_drops_ports_of_missing_endpoints(docker, service, cfg, lin
                     dict(ids(), Options={"com.docker.network.portmap": [pm(80, 8080)]}))
     booted = FakeLinks()
     fresh = FakeNft(docker_user={"ip": []})
-    again = make_service(cfg, booted, fresh, sysctls)
+    again = make_driver(cfg, booted, fresh, sysctls)
     await again.start()
     try:
         assert booted.links[BR_A].addrs == ["172.30.0.1/24"]  # recreated from state
         assert H1 not in booted.links  # Docker joins the endpoint again, or deletes it
-        assert fresh.elements(T, "pubany4") == {} and len(again.port_index) == 0
+        assert fresh.elements(T, "pubany4") == {} and len(again.published.index) == 0
         assert saved(cfg)["endpoints"][EP_1]["bindings"] == []
     finally:
-        await again.ipam.stop()
+        await again.shutdown()
 
 
 async def test_leftover_links_removed_at_start(cfg, links, nft, sysctls):
@@ -338,16 +338,16 @@ async def test_leftover_links_removed_at_start(cfg, links, nft, sysctls):
     links.add_foreign("pn-h0123456789a", kind="veth")  # our name shape, in no state file
     links.add_foreign("other0", kind="veth", alias=cfg.owner_tag + "dead")  # our tag
     links.add_foreign("pn-hnothex!!!!!", kind="veth")  # not our shape: not ours to delete
-    svc = make_service(cfg, links, nft, sysctls)
+    svc = make_driver(cfg, links, nft, sysctls)
     await svc.start()
     try:
-        assert sorted(svc.leftovers_removed) == ["other0", "pn-h0123456789a"]
+        assert sorted(svc.reconciler.leftovers_removed) == ["other0", "pn-h0123456789a"]
         assert sorted(links.links) == ["eth0", "pn-hnothex!!!!!"]
     finally:
-        await svc.ipam.stop()
+        await svc.shutdown()
 
 
-async def test_refused_calls_for_unknown_networks_add_no_lock(docker, service):
+async def test_refused_calls_for_unknown_networks_add_no_lock(docker, driver):
     """Every refused call naming an unknown network once added a lock (10,000 calls, 10,000 locks)."""
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     for i in range(300):
@@ -357,6 +357,6 @@ async def test_refused_calls_for_unknown_networks_add_no_lock(docker, service):
             await docker.err(f"/NetworkDriver.{call}", body, status=404)
         for call in ("Leave", "DeleteEndpoint", "RevokeExternalConnectivity", "DeleteNetwork"):
             await docker.ok(f"/NetworkDriver.{call}", body)
-    assert len(service._locks) <= 1
+    assert len(driver.state._locks) <= 1
     await docker.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": ID_A})
-    assert service._locks == {}
+    assert driver.state._locks == {}

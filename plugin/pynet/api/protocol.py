@@ -1,4 +1,9 @@
-"""libnetwork remote-driver protocol routes (/Plugin.Activate, /NetworkDriver.*)."""
+"""The protocol edge: routes of /Plugin.Activate, /NetworkDriver.* and /IpamDriver.*.
+
+Thin on purpose: decode (api/wire.py), call the driver (core/), encode. Every error
+becomes {"Err": ...} in one place (errors_and_logs), and every call is logged with
+its duration.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import time
 from aiohttp import web
 
 from ..errors import InvalidRequest, PynetError
+from . import wire, wire_ipam
 
 MAX_BODY = web.AppKey("max_body", int)
 CALL_FIELDS = web.RequestKey("call_fields", dict)
@@ -84,7 +90,9 @@ async def errors_and_logs(request: web.Request, handler):
         log.log(logging.WARNING if err else logging.INFO, "call", extra={"fields": fields})
 
 
-def routes(service, implements: list[str]) -> list[web.RouteDef]:
+def routes(driver, implements: list[str], scope: str = "local", connectivity_scope: str = "local"
+           ) -> list[web.RouteDef]:
+    """Each route: decode the body (api/wire.py), call the driver, encode its answer."""
     def handler(fn):
         async def h(request: web.Request) -> web.Response:
             body = await read_body(request)
@@ -94,13 +102,13 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
             return reply(await fn(body))
         return h
 
+    d = driver
+
     async def activate(_body):
         return {"Implements": implements}
 
     async def capabilities(_body):
-        # GwAllocChecker (Docker 28+): Docker asks GwAllocCheck before CreateNetwork whether to
-        # reserve a gateway address; older engines ignore the key.
-        return {"Scope": "local", "ConnectivityScope": "local", "GwAllocChecker": True}
+        return wire.capabilities(scope, connectivity_scope)
 
     async def empty(_body):
         return {}
@@ -108,28 +116,80 @@ def routes(service, implements: list[str]) -> list[web.RouteDef]:
     async def global_only(_body):
         raise PynetError("pynet networks are local-scope; AllocateNetwork/FreeNetwork are for swarm drivers")
 
+    async def gw_alloc_check(body):
+        return wire.gw_alloc_reply(*d.networks.gw_alloc_check(wire.gw_alloc_check(body)))
+
+    async def create_network(body):
+        await d.networks.create(wire.create_network(body))
+        return {}
+
+    async def delete_network(body):
+        await d.networks.delete(wire.network_ref(body))
+        return {}
+
+    async def create_endpoint(body):
+        return wire.create_endpoint_reply(await d.endpoints.create(wire.create_endpoint(body)))
+
+    async def delete_endpoint(body):
+        await d.endpoints.delete(wire.endpoint_ref(body))
+        return {}
+
+    async def oper_info(body):
+        return {"Value": d.endpoints.oper_info(wire.endpoint_ref(body))}
+
+    async def join(body):
+        return wire.join_reply(await d.endpoints.join(wire.join(body)))
+
+    async def leave(body):
+        await d.endpoints.leave(wire.endpoint_ref(body))
+        return {}
+
+    async def program(body):
+        await d.published.program(wire.connectivity(body))
+        return {}
+
+    async def revoke(body):
+        await d.published.revoke(wire.endpoint_ref(body))
+        return {}
+
+    async def ipam_caps(_body):
+        return d.ipam.capabilities()
+
+    async def ipam_spaces(_body):
+        return d.ipam.default_spaces()
+
+    async def request_pool(body):
+        return wire_ipam.pool_reply(*d.ipam.request_pool(wire_ipam.request_pool(body)))
+
+    async def request_address(body):
+        return wire_ipam.address_reply(await d.ipam.request_address(wire_ipam.request_address(body)))
+
+    async def release_address(body):
+        await d.ipam.release_address(wire_ipam.release_address(body))
+        return {}
+
     table = {
         "/Plugin.Activate": activate,
         "/NetworkDriver.GetCapabilities": capabilities,
-        "/NetworkDriver.CreateNetwork": service.create_network,
-        "/NetworkDriver.DeleteNetwork": service.delete_network,
-        "/NetworkDriver.CreateEndpoint": service.create_endpoint,
-        "/NetworkDriver.DeleteEndpoint": service.delete_endpoint,
-        "/NetworkDriver.EndpointOperInfo": service.endpoint_info,
-        "/NetworkDriver.Join": service.join,
-        "/NetworkDriver.Leave": service.leave,
-        "/NetworkDriver.ProgramExternalConnectivity": service.program_external,
-        "/NetworkDriver.RevokeExternalConnectivity": service.revoke_external,
-        "/NetworkDriver.GwAllocCheck": service.gw_alloc_check,
+        "/NetworkDriver.GwAllocCheck": gw_alloc_check,
+        "/NetworkDriver.CreateNetwork": create_network,
+        "/NetworkDriver.DeleteNetwork": delete_network,
+        "/NetworkDriver.CreateEndpoint": create_endpoint,
+        "/NetworkDriver.DeleteEndpoint": delete_endpoint,
+        "/NetworkDriver.EndpointOperInfo": oper_info,
+        "/NetworkDriver.Join": join,
+        "/NetworkDriver.Leave": leave,
+        "/NetworkDriver.ProgramExternalConnectivity": program,
+        "/NetworkDriver.RevokeExternalConnectivity": revoke,
         "/NetworkDriver.DiscoverNew": empty,
         "/NetworkDriver.DiscoverDelete": empty,
         "/NetworkDriver.AllocateNetwork": global_only,
         "/NetworkDriver.FreeNetwork": global_only,
-        "/IpamDriver.GetCapabilities": service.ipam.capabilities,
-        "/IpamDriver.GetDefaultAddressSpaces": service.ipam.default_spaces,
-        "/IpamDriver.RequestPool": service.ipam.request_pool,
-        "/IpamDriver.ReleasePool": service.ipam.release_pool,
-        "/IpamDriver.RequestAddress": service.ipam.request_address,
-        "/IpamDriver.ReleaseAddress": service.ipam.release_address,
+        "/IpamDriver.GetCapabilities": ipam_caps,
+        "/IpamDriver.GetDefaultAddressSpaces": ipam_spaces,
+        "/IpamDriver.RequestPool": request_pool,
+        "/IpamDriver.ReleasePool": empty,
+        "/IpamDriver.RequestAddress": request_address,
+        "/IpamDriver.ReleaseAddress": release_address,
     }
     return [web.post(path, handler(fn)) for path, fn in table.items()]

@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import socket
 from dataclasses import dataclass
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
+from .routes import RouteOps
 
 IFA_F_NODAD = 0x02
-NTF_PROXY = 0x08
 RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
-RTNH_F_ONLINK = 0x04
 
 
 @dataclass
@@ -49,7 +47,7 @@ def _info(msg) -> LinkInfo:
     )
 
 
-class Links:
+class Links(RouteOps):
     def __init__(self) -> None:
         self._ipr: AsyncIPRoute | None = None
         # pyroute2 matches replies by sequence number, but one request at a time
@@ -205,26 +203,6 @@ class Links:
             raise KernelError(f"interface {name} does not exist")
         await self._call(f"set up {name}", "link", "set", index=link.index, state="up")
 
-    async def ensure_route(self, cidr: str, dev: str, src: str = "", table: int = 0, gateway: str = "") -> None:
-        link = await self.get(dev)
-        if link is None:
-            raise KernelError(f"interface {dev} for route {cidr} does not exist")
-        kw: dict = {"prefsrc": src} if src else {}
-        if table:
-            kw["table"] = table
-        if gateway:
-            kw.update(gateway=gateway, flags=RTNH_F_ONLINK)
-        await self._call(f"route {cidr} via {gateway or dev}" + (f" (table {table})" if table else ""),
-                         "route", "replace", dst=cidr, oif=link.index, **kw)
-
-    async def delete_route(self, cidr: str, dev: str, table: int = 0) -> None:
-        link = await self.get(dev)
-        if link is None:
-            return
-        kw = {"table": table} if table else {}
-        await self._call(f"delete route {cidr}", "route", "del", dst=cidr, oif=link.index,
-                         ok_errnos=(errno.ESRCH, errno.ENOENT), **kw)
-
     async def ensure_routed_veth(self, host: str, peer: str, mac: str, mtu: int, alias: str) -> bool:
         """A veth pair whose host side is a routed port (no bridge), up. True when created."""
         link, created = await self._veth(host, peer, mac, mtu, alias)
@@ -235,72 +213,6 @@ class Links:
                 await self.delete(host)
             raise
         return created
-
-    async def ensure_rule(self, iif: str, table: int, priority: int, family: int = socket.AF_INET) -> None:
-        """`ip rule add iif IIF lookup TABLE priority P` (already there is fine)."""
-        await self._call(f"rule iif {iif} lookup {table}", "rule", "add", iifname=iif, table=table,
-                         priority=priority, family=family, ok_errnos=(errno.EEXIST,))
-
-    async def delete_rule(self, iif: str, table: int, priority: int, family: int = socket.AF_INET) -> None:
-        await self._call(f"delete rule iif {iif}", "rule", "del", iifname=iif, table=table, priority=priority,
-                         family=family, ok_errnos=(errno.ENOENT, errno.ESRCH))
-
-    async def rules(self, priority: int) -> list[tuple[int, str, int]]:
-        """(family, iif name, table) of the policy rules at `priority`, both families."""
-        out = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in await self._call("list rules", "rule", "dump", family=family) or []:
-                if msg.get("FRA_PRIORITY") == priority and msg.get("FRA_IIFNAME"):
-                    out.append((family, msg.get("FRA_IIFNAME"), msg.get("FRA_TABLE") or msg["table"]))
-        return out
-
-    async def ensure_proxy_neigh(self, ip: str, dev: str) -> None:
-        """`ip neigh add proxy IP dev DEV`: the host answers ARP/NS for IP on DEV with its own MAC."""
-        link = await self.get(dev)
-        if link is None:
-            raise KernelError(f"interface {dev} for proxy neighbour {ip} does not exist")
-        await self._call(f"proxy neighbour {ip} on {dev}", "neigh", "replace", dst=ip, ifindex=link.index,
-                         flags=NTF_PROXY, state=0)
-
-    async def delete_proxy_neigh(self, ip: str, dev: str) -> None:
-        link = await self.get(dev)
-        if link is None:
-            return
-        await self._call(f"delete proxy neighbour {ip}", "neigh", "del", dst=ip, ifindex=link.index,
-                         flags=NTF_PROXY, state=0, ok_errnos=(errno.ENOENT, errno.ESRCH))
-
-    async def lower_macs(self, dev: str) -> set[str]:
-        """MACs in `dev`'s unicast filter (`bridge fdb show dev DEV` "self" entries): an up macvlan
-        on `dev` puts its MAC there, in whatever network namespace it lives."""
-        link = await self.get(dev)
-        if link is None:
-            return set()
-        msgs = await self._call(f"list addresses of {dev}", "fdb", "dump", ifindex=link.index) or []
-        return {(m.get("NDA_LLADDR") or "").lower() for m in msgs if m.get("ifindex") == link.index}
-
-    async def default_routers(self, dev: str) -> list[str]:
-        """Gateways of the main table's default routes through `dev` (IPv4 first)."""
-        link = await self.get(dev)
-        if link is None:
-            return []
-        out = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in await self._call("list routes", "route", "dump", family=family) or []:
-                if msg.get("dst_len") == 0 and msg.get("RTA_OIF") == link.index and msg.get("RTA_GATEWAY") \
-                        and (msg.get("RTA_TABLE") or msg.get("table")) == 254:
-                    out.append(msg.get("RTA_GATEWAY"))
-        return out
-
-    async def addresses(self) -> list[tuple[str, str]]:
-        """Every (interface name, CIDR) on the host, for overlap checks."""
-        names = {link.index: link.name for link in await self.list()}
-        out = []
-        for msg in await self._call("list addresses", "addr", "dump"):
-            addr = msg.get("IFA_ADDRESS")
-            if addr:
-                out.append((names.get(msg["index"], str(msg["index"])), f"{addr}/{msg['prefixlen']}"))
-        return out
-
 
 def _same_owner(link: LinkInfo, alias: str) -> None:
     """Link names hold a prefix of an object's ID: two IDs sharing it must not share the link."""

@@ -1,13 +1,17 @@
-"""Keeps pynet's nftables table and its DOCKER-USER accepts in step with the model."""
+"""pynet's nftables table: one lock, one transaction per change, bookkeeping of what the kernel took.
+
+The core hands it small things (set elements a mode computed, published-port bindings);
+it knows no network, endpoint or mode.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from . import ruleset
-from .errors import KernelError
-from .model import Binding, Network
+from ..errors import KernelError
+from ..model import Binding
+from . import docker_user, ruleset
 
 log = logging.getLogger("pynet.firewall")
 
@@ -20,26 +24,25 @@ class Firewall:
     re-applies exactly the bookkeeping, so it can never drop a port published meanwhile.
     """
 
-    def __init__(self, nft, table: str, prefix: str):
+    def __init__(self, nft, table: str):
         self.nft = nft
         self.table = table
-        self.prefix = prefix
         self._lock = asyncio.Lock()
         self._elems: dict[str, dict[str, str | None]] = {}  # set/map name -> {key: map value or None}
         # Set while a state file is damaged: the table then holds elements of a network pynet
         # cannot read, so it is never replaced wholesale (only added to) until an operator acts.
         self.preserve = False
 
-    async def rebuild(self, networks: list[Network]) -> None:
-        """The table from the model (start-up, reconcile: the caller holds every lock)."""
-        elems = _parse(ruleset.full_elements([n for n in networks if n.mode in ruleset.MODES]))
+    async def rebuild(self, elems: dict[str, list[str]]) -> None:
+        """The whole table from these elements (start-up, reconcile: the caller holds every lock)."""
+        wanted = _parse(elems)
         async with self._lock:
             if self.preserve and await self._present():
-                await self.nft.run(ruleset.element_lines(self.table, "add", _lines(elems)))
+                await self.nft.run(ruleset.element_lines(self.table, "add", _lines(wanted)))
             else:
                 await self.nft.run(ruleset.skeleton(self.table) + ruleset.element_lines(self.table, "add",
-                                                                                        _lines(elems)))
-            self._elems = elems
+                                                                                        _lines(wanted)))
+            self._elems = wanted
 
     async def repair(self) -> None:
         """The table again, from the bookkeeping (after something outside pynet removed it)."""
@@ -81,32 +84,14 @@ class Firewall:
         key = element.split(" : ", 1)[0]
         return key in self._elems.get(name, {})
 
-    async def add_network(self, net: Network) -> None:
-        if net.mode != "nat":
-            return  # transparent: containers are not behind the host; l2bridge: per endpoint
-        await self._change({}, ruleset.elements(net))
-
-    async def add_endpoint(self, net: Network, ep) -> None:
-        """Anti-spoofing elements of one endpoint (nat: bridge table; l2bridge: inet table)."""
-        elems = ruleset.endpoint_elements(ep, net.mode)
-        # Join repeats this for an endpoint already in place: only what is missing goes in.
+    async def add(self, elems: dict[str, list[str]]) -> None:
+        """Add what is not there yet (a repeated Join re-adds its endpoint's elements: no-op)."""
         missing = {name: [e for e in items if not self.has(name, e)] for name, items in elems.items()}
         if any(missing.values()):
             await self._change({}, missing)
 
-    async def remove_endpoint(self, net: Network, ep) -> None:
-        elems = ruleset.endpoint_elements(ep, net.mode)
-        present = {name: [e for e in items if self.has(name, e)] for name, items in elems.items()}
-        if any(present.values()):
-            await self._change(present, {})
-
-    async def remove_network(self, net: Network) -> None:
-        if net.mode not in ruleset.MODES:
-            return
-        elems = ruleset.elements(net)
-        bindings = [b for ep in net.endpoints.values() for b in ep.bindings]
-        for name, items in ruleset.binding_elements(bindings).items():
-            elems[name] = elems.get(name, []) + items
+    async def remove(self, elems: dict[str, list[str]]) -> None:
+        """Remove what is there (removing twice is fine)."""
         present = {name: [e for e in items if self.has(name, e)] for name, items in elems.items()}
         if any(present.values()):
             await self._change(present, {})
@@ -136,6 +121,10 @@ class Firewall:
             return "nftables"
         return "none"
 
+    async def sync_docker_user(self, patterns: list[str], ours: set[str], keep: bool = False) -> list[str]:
+        async with self._lock:
+            return await docker_user.sync(self.nft, patterns, ours, keep)
+
     async def delete_table(self) -> None:
         if self.preserve:
             return  # a damaged state file's network may still use it
@@ -145,58 +134,6 @@ class Firewall:
         async with self._lock:
             await self.nft.run(lines)
             self._elems = {}
-
-    async def sync_docker_user(self, networks: list[Network], forget: tuple[str, ...] = (),
-                               keep: bool = False) -> list[str]:
-        """Make DOCKER-USER (ip and ip6 `filter`, where Docker made it) accept pynet's interfaces.
-
-        Only rules of the exact shape pynet writes are touched: the prefix pattern
-        and custom bridge names of pynet networks (`forget` = names of networks
-        just deleted). Returns the families where the chain exists.
-        """
-        networks = [n for n in networks if n.mode in ruleset.MODES]
-        wanted = ruleset.docker_user_wanted(self.prefix, networks, always=keep)
-        ours = {self.prefix + "*", *forget, *(n.bridge for n in networks if n.custom_bridge)}
-        seen = []
-        for family in ("ip", "ip6"):
-            listing = await self.nft.list(f"chain {family} filter DOCKER-USER")
-            if listing is None:
-                continue
-            seen.append(family)
-            present: dict[tuple[str, str], list[int]] = {}
-            for item in listing:
-                rule = item.get("rule")
-                if not rule:
-                    continue
-                key_pat = _our_shape(rule.get("expr", []))
-                if key_pat and key_pat[1] in ours:
-                    present.setdefault(key_pat, []).append(rule["handle"])
-            lines = []
-            for key, pattern in wanted:
-                if (key, pattern) not in present:
-                    lines.append(f'insert rule {family} filter DOCKER-USER {key} "{pattern}" accept')
-            for key_pat, handles in present.items():
-                # keep: a damaged state file's network may need any of them: only add.
-                extra = [] if keep else (handles if key_pat not in wanted else handles[1:])
-                lines += [f"delete rule {family} filter DOCKER-USER handle {h}" for h in extra]
-            if lines:
-                log.info("docker-user sync", extra={"fields": {"family": family, "changes": len(lines)}})
-                await self.nft.run(lines)
-        return seen
-
-
-def _our_shape(expr: list) -> tuple[str, str] | None:
-    """(key, pattern) when a rule is exactly `<iif|oif>name == "<pattern>" accept`."""
-    if len(expr) != 2 or expr[1] != {"accept": None}:
-        return None
-    m = expr[0].get("match") if isinstance(expr[0], dict) else None
-    if not m or m.get("op") != "==" or not isinstance(m.get("right"), str):
-        return None
-    key = (m.get("left") or {}).get("meta", {}).get("key")
-    if key not in ("iifname", "oifname"):
-        return None
-    return key, m["right"]
-
 
 def _parse(elems: dict[str, list[str]]) -> dict[str, dict[str, str | None]]:
     """nft element texts ("key" or "key : value") -> {name: {key: value}}."""

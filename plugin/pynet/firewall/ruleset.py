@@ -1,8 +1,10 @@
-"""pynet's nftables ruleset as data: pure functions from the model to nft scripts.
+"""pynet's nftables ruleset as data: the fixed chains and rules, and nft script helpers.
 
 The rules are fixed; what grows with networks and published ports lives in sets
 and maps, so a call adds or removes elements in one transaction and the packet
-path does one lookup per kind, whatever the number of ports.
+path does one lookup per kind, whatever the number of ports. Which elements a
+network or an endpoint puts in the sets is its mode's business (modes/*.py:
+network_elements, endpoint_elements); published ports' are binding_elements here.
 
   table inet <table>
     set bridges   ifname            every pynet bridge
@@ -11,7 +13,7 @@ path does one lookup per kind, whatever the number of ports.
     set masq      ifname            bridges whose traffic is masqueraded outward
     set subnets4/6  ifname . addr   (bridge, its subnet): hairpin source NAT
     set l2b_ifs   ifname            host sides of l2bridge containers' veths
-    set l2b_src4  ifname . ipv4     (veth, the container's address): the only source it may send
+    set l2b_src4/6 ifname . addr    (veth, the container's address): the only source it may send
     map pub4      ipv4 . proto . port : ipv4 . port   ports bound to one host IPv4 address
     map pub6      ipv6 . proto . port : ipv6 . port   ... one host IPv6 address
     map pubany4   proto . port : ipv4 . port          ports bound to every host IPv4 address
@@ -27,9 +29,10 @@ path does one lookup per kind, whatever the number of ports.
   table bridge <table>   (same name; bridged frames, before anything routes them)
     set nat_ports ifname                nat containers' bridge ports (veth host sides)
     set nat_mac   ifname . ether        (port, the container's MAC)
-    set nat_src4/6 ifname . addr        (port, the container's address)
-    chain spoof   a container sends with its own MAC and addresses only (IPv4,
-                  ARP and IPv6; IPv6 link-local sources are its own business)
+    set nat_src4/6 ifname . addr        (port, the container's address; IPv6: and its EUI-64 link-local)
+    set nat_nd6   iifname . @th,64,128  (port, an address it may claim in a neighbour advertisement)
+    chain spoof   a container sends with its own MAC and addresses only (IPv4, ARP and
+                  IPv6), advertises no router and claims no other neighbour's address
 
 Scripts are nft's text syntax, not JSON: libnftables 1.0.6 (Debian 12) crashes
 parsing a JSON `dnat ... map` with a concatenated key. Every value interpolated
@@ -43,9 +46,7 @@ iptables-nft can read back, and keeps all real policy here, where drops are fina
 
 from __future__ import annotations
 
-import ipaddress
-
-from .model import Binding, Network
+from ..model import Binding
 
 FAMILY = "inet"
 SETS = {
@@ -59,7 +60,6 @@ SETS = {
     "l2b_src4": "ifname . ipv4_addr",
     "l2b_src6": "ifname . ipv6_addr",
 }
-MODES = ("nat", "l2bridge")  # modes with elements in the table
 # Interval sets: (bridge, subnet) pairs.
 INTERVAL_SETS = {
     "subnets4": "ifname . ipv4_addr",
@@ -181,58 +181,6 @@ def skeleton(table: str) -> list[str]:
     return lines
 
 
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
-def elements(net: Network) -> dict[str, list[str]]:
-    """Set elements a network contributes (nft syntax)."""
-    out: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS)}
-    if net.mode == "nat":
-        out["bridges"].append(_q(net.bridge))
-        for sub in net.v4:
-            out["subnets4"].append(f"{_q(net.bridge)} . {sub.pool}")
-        for sub in net.v6:
-            out["subnets6"].append(f"{_q(net.bridge)} . {sub.pool}")
-        out["intra"].append(f"{_q(net.bridge)} . {_q(net.bridge)}")
-        if net.internal:
-            out["internal"].append(_q(net.bridge))
-            for sub in net.v4:
-                out["internal_gw4"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
-            for sub in net.v6:
-                out["internal_gw6"].append(f"{_q(net.bridge)} . {sub.gateway.split('/')[0]}")
-        elif net.masquerade:
-            out["masq"].append(_q(net.bridge))
-    for ep in net.endpoints.values():
-        for name, items in endpoint_elements(ep, net.mode).items():
-            out[name] = out.get(name, []) + items
-    return out
-
-
-def link_local(mac: str) -> str:
-    """The EUI-64 link-local address a kernel forms for `mac` (addr_gen_mode 0, a container's default)."""
-    b = bytes.fromhex(mac.replace(":", ""))
-    eui = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
-    return str(ipaddress.IPv6Address(b"\xfe\x80" + b"\0" * 6 + eui))
-
-
-def endpoint_elements(ep, mode: str) -> dict[str, list[str]]:
-    """What one endpoint adds: its veth and the only source MAC/addresses it may send with."""
-    port = _q(ep.host_if)
-    ip = ep.ipv4.split("/")[0] if ep.ipv4 else ""
-    ip6 = ep.ipv6.split("/")[0] if ep.ipv6 else ""
-    if mode == "l2bridge":
-        return {"l2b_ifs": [port], "l2b_src4": [f"{port} . {ip}"] if ip else [],
-                "l2b_src6": [f"{port} . {ip6}"] if ip6 else []}
-    if mode != "nat" or not ep.host_if:
-        return {}
-    own6 = [a for a in (ip6, link_local(ep.mac)) if a]
-    return {"nat_ports": [port], "nat_mac": [f"{port} . {ep.mac}"],
-            "nat_src4": [f"{port} . {ip}"] if ip else [],
-            "nat_src6": [f"{port} . {a}" for a in own6],
-            "nat_nd6": [f"{port} . {int(ipaddress.IPv6Address(a)):#034x}" for a in own6]}
-
-
 def binding_key(b: Binding) -> tuple[str, str]:
     """(map, key) of a published port."""
     if b.host_ip:
@@ -256,32 +204,3 @@ def element_lines(table: str, op: str, elems: dict[str, list[str]], chunk: int =
             family = "bridge" if name in BRIDGE_SETS or name in BRIDGE_TYPEOF_SETS else FAMILY
             lines.append(f"{op} element {family} {table} {name} {{ {', '.join(items[i:i + chunk])} }}")
     return lines
-
-
-def full(table: str, networks: list[Network]) -> list[str]:
-    """The whole table for these networks, as one transaction."""
-    return skeleton(table) + element_lines(table, "add", full_elements(networks))
-
-
-def full_elements(networks: list[Network]) -> dict[str, list[str]]:
-    """Every element these networks put in the table."""
-    merged: dict[str, list[str]] = {name: [] for name in (*SETS, *INTERVAL_SETS, *BRIDGE_SETS,
-                                                          *BRIDGE_TYPEOF_SETS)}
-    bindings: list[Binding] = []
-    for net in networks:
-        for name, items in elements(net).items():
-            merged[name] += items
-        for ep in net.endpoints.values():
-            bindings += ep.bindings
-    merged.update(binding_elements(bindings))
-    return merged
-
-
-# --- DOCKER-USER (Docker's chain in `ip filter`; only plain rules it can decode) ---
-
-def docker_user_wanted(prefix: str, networks: list[Network], always: bool = False) -> list[tuple[str, str]]:
-    """(meta key, name pattern) pairs that must be accepted in DOCKER-USER."""
-    if not networks and not always:
-        return []
-    patterns = [prefix + "*"] + sorted({n.bridge for n in networks if n.custom_bridge})
-    return [(key, p) for p in patterns for key in ("iifname", "oifname")]

@@ -1,0 +1,165 @@
+"""Networks: GwAllocCheck, CreateNetwork, DeleteNetwork, and the firewall elements a network owns.
+
+CreateNetwork: validate (options.build_network, the mode's prepare and checks, overlaps
+with the other networks) -> apply with an undo stack (the mode's kernel work, its
+firewall elements) -> persist -> answer. DeleteNetwork saves its intent first and is
+finished at the next start if pynet dies in it (Docker would not send it again).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from .. import faults, options
+from ..errors import Conflict, KernelError
+from ..firewall.ruleset import binding_elements
+from ..model import Network, to_dict
+from .undo import Undo
+
+log = logging.getLogger("pynet.networks")
+DOCKER_SPACES = {"LocalDefault", "GlobalDefault"}
+
+
+def merge(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for part in parts:
+        for name, items in part.items():
+            out.setdefault(name, []).extend(items)
+    return out
+
+
+class Networks:
+    def __init__(self, state, modes, firewall, published, leases, link_prefix: str):
+        self.state = state
+        self.modes = modes
+        self.firewall = firewall
+        self.published = published
+        self.leases = leases
+        self.prefix = link_prefix
+
+    # ------------------------------------------------------------ what a network puts in the firewall
+    def elements(self, net: Network, with_endpoints: bool = True) -> dict[str, list[str]]:
+        mode = self.modes[net.mode]
+        parts = [mode.network_elements(net)]
+        if with_endpoints:
+            parts += [mode.endpoint_elements(net, ep) for ep in net.endpoints.values()]
+            parts.append(binding_elements([b for ep in net.endpoints.values() for b in ep.bindings]))
+        return merge(*parts)
+
+    def docker_user_patterns(self) -> tuple[list[str], set[str]]:
+        """(patterns DOCKER-USER must accept, every pattern pynet may have written there)."""
+        forwarding = [n for n in self.state.nets.values() if self.modes[n.mode].forwards]
+        named = sorted({name for n in forwarding for name in self.modes[n.mode].docker_user_names(n)})
+        wanted = [self.prefix + "*"] + named if forwarding or self.state.store.damaged else []
+        return wanted, {self.prefix + "*", *named}
+
+    async def sync_docker_user(self, forget: tuple[str, ...] = ()) -> None:
+        wanted, ours = self.docker_user_patterns()
+        try:
+            await self.firewall.sync_docker_user(wanted, ours | set(forget), keep=bool(self.state.store.damaged))
+        except KernelError as e:
+            log.error("DOCKER-USER sync failed", extra={"fields": {"error": str(e)}})
+
+    # ------------------------------------------------------------ Docker's calls
+    def gw_alloc_check(self, req) -> tuple[bool, bool]:
+        """Docker 28+: a LAN mode's gateway is the LAN's router: Docker reserves no address for it
+        (a user's --gateway is reserved all the same; without one pynet takes the parent's router)."""
+        lan = self.modes[options.network_mode(req.generic, self.modes)].lan
+        return lan, lan
+
+    async def create(self, req) -> None:
+        net = options.build_network(req, self.prefix, self.modes)
+        mode = self.modes[net.mode]
+        await mode.prepare(net)
+        async with self.state.nets_lock:
+            old = self.state.nets.get(net.id)
+            if old is not None:
+                if to_dict(old) | {"endpoints": {}} != to_dict(net) | {"endpoints": {}}:
+                    raise Conflict(f"network {net.id[:12]} already exists with other settings")
+                await mode.ensure_network(old, Undo())  # a retry after a crash: make it whole
+                return
+            await self._evict_ghosts(net, req)
+            await self._check_conflicts(net)
+            undo = Undo()
+            try:
+                await mode.ensure_network(net, undo)
+                faults.point("create_network:kernel")
+                elems = mode.network_elements(net)
+                await self.firewall.add(elems)
+                undo.push("remove firewall elements", self.firewall.remove, elems)
+                faults.point("create_network:firewall")
+                self.state.nets[net.id] = net
+                undo.push("forget network", self.state.nets.pop, net.id, None)
+                self.state.save(net)
+                faults.point("create_network:saved")
+            except BaseException:
+                await undo.run()
+                raise
+            await self.sync_docker_user()
+
+    async def _evict_ghosts(self, net: Network, req) -> None:
+        """A network pynet saved but Docker never got (pynet died before answering) is a ghost.
+
+        Docker's default IPAM never hands out a pool that overlaps one of its live networks, so
+        a CreateNetwork from it with exactly the pools of a pynet network without endpoints
+        means that network is not Docker's: without this the user's retry after such a crash
+        would fail as an overlap.
+        """
+        spaces = {d.address_space for d in req.v4 + req.v6}
+        if not spaces or not spaces <= DOCKER_SPACES:
+            return
+        pools = sorted(s.pool for s in net.v4 + net.v6)
+        for other in list(self.state.nets.values()):
+            if other.endpoints or other.mode != net.mode or sorted(s.pool for s in other.v4 + other.v6) != pools:
+                continue
+            log.warning("network removed", extra={"fields": {"network": other.id[:12],
+                                                             "why": "stale: Docker creates a network with its pools"}})
+            async with self.state.lock(other.id):
+                await self.delete_now(other)
+            self.state.forget_lock(other.id)
+
+    async def _check_conflicts(self, net: Network) -> None:
+        await self.modes[net.mode].check(net, list(self.state.nets.values()))
+        mine = [ipaddress.ip_network(s.pool) for s in net.v4 + net.v6]
+        for other in self.state.nets.values():
+            for s in other.v4 + other.v6:
+                theirs = ipaddress.ip_network(s.pool)
+                for m in mine:
+                    if m.version == theirs.version and m.overlaps(theirs):
+                        raise Conflict(f"subnet {m} overlaps {theirs} of pynet network {other.id[:12]}; "
+                                       f"pick another --subnet")
+
+    async def delete(self, ref) -> None:
+        async with self.state.nets_lock:
+            net = self.state.nets.get(ref.network_id)
+            if net is None:
+                return  # already gone
+            async with self.state.lock(net.id):
+                await self.delete_now(net)
+            self.state.forget_lock(net.id)
+            await self.sync_docker_user(forget=tuple(self.modes[net.mode].docker_user_names(net)))
+
+    async def delete_now(self, net: Network) -> None:
+        """Under the locks. The intent is saved first: Docker ignores a driver's DeleteNetwork error
+        and its retry comes with an empty body, so if pynet dies half way, the next start finishes
+        the job (reconcile), or nobody would."""
+        if not net.deleting:
+            net.deleting = True
+            self.state.save(net)
+        mode = self.modes[net.mode]
+        errors = []
+        for ep in list(net.endpoints.values()):
+            errors += await mode.delete_endpoint(net, ep)
+        faults.point("delete_network:endpoints")
+        errors += await mode.delete_network(net, [n for n in self.state.nets.values() if n.id != net.id])
+        faults.point("delete_network:kernel")
+        if errors:
+            # Keep the state so that `docker network rm` (or the next start) can retry.
+            raise KernelError(f"network {net.id[:12]} not fully removed: {'; '.join(errors)}")
+        await self.leases.release_all(net)  # Docker releases them first; just in case
+        self.state.store.delete(net.id)
+        faults.point("delete_network:saved")
+        self.state.nets.pop(net.id, None)
+        self.published.forget(net)
+        await self.firewall.remove(self.elements(net))

@@ -1,0 +1,100 @@
+"""What every part of the core shares: the networks, their locks, lookups and saving.
+
+One lock per KNOWN network (made with it, dropped with it): calls for different networks
+never wait on each other, and a call naming an unknown network adds nothing (refused calls
+cannot grow this table). `nets_lock` guards the set of networks (create, delete, reconcile:
+subnet overlaps and bridge names are checked across networks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ..errors import NotFound
+from ..model import Endpoint, Network
+
+
+class State:
+    def __init__(self, store, driver_name: str):
+        self.store = store
+        self.driver_name = driver_name
+        self.nets: dict[str, Network] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.nets_lock = asyncio.Lock()
+
+    def load(self) -> None:
+        self.store.ensure()
+        self.nets = self.store.load_all()
+
+    def save(self, net: Network) -> None:
+        self.store.save(net)
+
+    # ------------------------------------------------------------ lookups
+    def network(self, net_id: str) -> Network:
+        net = self.nets.get(net_id)
+        if net is None:
+            if net_id in self.store.damaged:
+                raise NotFound(f"network {net_id[:12]}'s state file is damaged ({self.store.damaged[net_id]}): "
+                               f"see `pynet doctor`; restore the file, or remove it and the network")
+            raise NotFound(f"network {net_id[:12]} is not known to pynet ({self.driver_name}); "
+                           f"remove it with `docker network rm` and create it again")
+        return net
+
+    def endpoint(self, net_id: str, ep_id: str) -> tuple[Network, Endpoint]:
+        net = self.network(net_id)
+        ep = net.endpoints.get(ep_id)
+        if ep is None:
+            raise NotFound(f"endpoint {ep_id[:12]} of network {net_id[:12]} is not known to pynet")
+        return net, ep
+
+    def find(self, ref: str) -> Network:
+        """A network by (a prefix of) its ID or its bridge name."""
+        ref = ref.lower()
+        matches = [n for n in self.nets.values() if n.id.startswith(ref) or n.bridge == ref]
+        if len(matches) != 1:
+            raise NotFound(f"no single pynet network matches {ref!r}" if not matches
+                           else f"{ref!r} matches {len(matches)} networks; give more of the ID")
+        return matches[0]
+
+    def siblings(self, sandbox: str, exclude: str) -> list[tuple[Network, Endpoint]]:
+        """The container's other endpoints on pynet networks (they share Docker's sandbox key)."""
+        if not sandbox:
+            return []
+        return [(n, e) for n in self.nets.values() for e in n.endpoints.values()
+                if e.sandbox == sandbox and e.id != exclude and not e.deleting]
+
+    # ------------------------------------------------------------ locks
+    def lock(self, net_id: str) -> asyncio.Lock:
+        """The lock of a known network (NotFound otherwise: nothing is added for unknown IDs)."""
+        self.network(net_id)
+        return self._locks.setdefault(net_id, asyncio.Lock())
+
+    @contextlib.asynccontextmanager
+    async def locked(self, net_id: str):
+        """The network's lock if it still exists; yields False (holding nothing) once it is gone."""
+        if net_id not in self.nets:
+            yield False
+            return
+        async with self.lock(net_id):
+            yield net_id in self.nets
+
+    def forget_lock(self, net_id: str) -> None:
+        self._locks.pop(net_id, None)
+
+    def lock_count(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def all_locks(self):
+        """Every network's lock, in ID order (reconcile: nothing changes under a full rebuild)."""
+        held = []
+        try:
+            for net_id in sorted(self.nets):
+                lock = self._locks.setdefault(net_id, asyncio.Lock())
+                await lock.acquire()
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()

@@ -1,0 +1,35 @@
+"""What the control API shows of the state (pynet ls / inspect / ports / leases / status)."""
+
+from __future__ import annotations
+
+from ..model import Network, to_dict
+
+
+def summary(net: Network, mode) -> dict:
+    return {
+        "id": net.id, "mode": net.mode, "bridge": net.bridge, "parent": net.parent, "shim": net.shim,
+        "ipam": net.ipam or "docker", "internal": net.internal,
+        "ipv6": net.ipv6, "icc": net.icc, "masquerade": net.masquerade, "mtu": net.mtu,
+        "subnets": [s.pool for s in net.v4 + net.v6],
+        "gateways": [s.gateway for s in net.v4 + net.v6],
+        "endpoints": len(net.endpoints),
+        # For `pynet doctor`: whether its traffic crosses the host's forward path, what the kernel must make.
+        "forwards": mode.forwards, "kernel_needs": list(mode.kernel_needs) + (["8021q"] if net.vlan else []),
+    }
+
+
+def detail(net: Network, mode) -> dict:
+    d = summary(net, mode)
+    d["options"] = net.options
+    d["leases"] = list(net.leases.values())
+    d["endpoints"] = [
+        {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if, "peer_if": ep.peer_if,
+         "sandbox": ep.sandbox, "ports": [to_dict(p) for p in ep.ports], "gateway": ep.gateway,
+         "parked": [to_dict(p) for p in ep.parked]}
+        for ep in net.endpoints.values()
+    ]
+    return d
+
+
+def leases(nets) -> list[dict]:
+    return [dict(lease, network=n.id) for n in nets for lease in n.leases.values()]
