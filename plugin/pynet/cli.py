@@ -172,19 +172,24 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="pynet", description="pynet: Docker network driver (nat, transparent, l2bridge)")
     p.add_argument("--socket", help="daemon socket (default: $PYNET_SOCKET, the legacy or managed plugin socket)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="run the driver daemon in the foreground")
-    s.add_argument("--config", help="YAML config file")
-    s.set_defaults(fn=_serve)
-    s = sub.add_parser("ls", help="list pynet networks")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=_ls)
-    s = sub.add_parser("inspect", help="show one network with its endpoints")
-    s.add_argument("network", help="Docker network name, or (a prefix of) its ID")
-    s.set_defaults(fn=_inspect)
-    s = sub.add_parser("ports", help="list published ports (all, or of one container or network)")
-    s.add_argument("target", nargs="?", help="container or network (name or ID)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=_ports)
+    # name: (help, handler, arguments as (flags, add_argument keywords))
+    json_flag = (("--json",), {"action": "store_true"})
+    commands = {
+        "serve": ("run the driver daemon in the foreground", _serve, [(("--config",), {"help": "YAML config file"})]),
+        "ls": ("list pynet networks", _ls, [json_flag]),
+        "inspect": ("show one network with its endpoints", _inspect,
+                    [(("network",), {"help": "Docker network name, or (a prefix of) its ID"})]),
+        "ports": ("list published ports (all, or of one container or network)", _ports,
+                  [(("target",), {"nargs": "?", "help": "container or network (name or ID)"}), json_flag]),
+        "leases": ("DHCP leases held for containers (--ipam-driver pynet)", _leases, [json_flag]),
+        "reconcile": ("rebuild what the state has and the kernel lacks; remove leftovers", _reconcile, []),
+        "doctor": ("check the kernel, Docker's firewall and leftovers", _doctor, []),
+    }
+    for name, (text, fn, arguments) in commands.items():
+        s = sub.add_parser(name, help=text)
+        for flags, kw in arguments:
+            s.add_argument(*flags, **kw)
+        s.set_defaults(fn=fn)
     s = sub.add_parser("port", help="open or close ports on a running container")
     psub = s.add_subparsers(dest="cmd_port", required=True)
     for verb, text in (("add", "publish ports, like docker run -p"), ("rm", "close published ports")):
@@ -193,12 +198,5 @@ def main(argv=None) -> int:
         ps.add_argument("spec", nargs="+", help="[IP:][HOSTPORT:]PORT[/tcp|udp|sctp]")
         ps.add_argument("--net", help="which pynet network, when the container is on several")
         ps.set_defaults(fn=_port_change)
-    s = sub.add_parser("leases", help="DHCP leases held for containers (--ipam-driver pynet)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=_leases)
-    s = sub.add_parser("reconcile", help="rebuild what the state has and the kernel lacks; remove leftovers")
-    s.set_defaults(fn=_reconcile)
-    s = sub.add_parser("doctor", help="check the kernel, Docker's firewall and leftovers")
-    s.set_defaults(fn=_doctor)
     args = p.parse_args(argv)
     return args.fn(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import socket
 import json
 import re
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ class FakeLinks:
         self.calls: list[tuple] = []
         self.fail: dict[str, Exception] = {}  # method name -> error raised on its next call
         self.in_containers: set[tuple[str, str]] = set()  # (parent, MAC) of macvlans moved into containers
+        self.table_routes: dict[tuple[int, str], tuple[str, str]] = {}  # (table, cidr) -> (dev, gateway)
+        self.rule_set: set[tuple[int, str, int, int]] = set()  # (family, iif, table, priority)
+        self.proxy_neighs: set[tuple[str, str]] = set()  # (ip, dev)
+        self.routers: dict[str, list[str]] = {}  # dev -> default routers through it
 
     def _maybe_fail(self, method: str) -> None:
         err = self.fail.pop(method, None)
@@ -138,14 +143,53 @@ class FakeLinks:
             raise KernelError(f"set up {name}: no such device")
         self.links[name].up = True
 
-    async def ensure_route(self, cidr, dev, src="", **kw) -> None:
-        self.routes[cidr] = (dev, src)
+    async def ensure_routed_veth(self, host, peer, mac, mtu, alias) -> bool:
+        self.calls.append(("ensure_routed_veth", host, peer, mac))
+        self._maybe_fail("ensure_routed_veth")
+        created = host not in self.links
+        if created:
+            self.links[host] = Link(name=host, kind="veth", peer=peer, mtu=mtu)
+            self.links[peer] = Link(name=peer, kind="veth", peer=host, mac=mac, mtu=mtu)
+        self.links[host].alias, self.links[host].up = alias, True
+        return created
 
-    async def delete_route(self, cidr, dev, **kw) -> None:
-        self.routes.pop(cidr, None)
+    async def ensure_addr(self, index, name, cidr) -> None:
+        if name not in self.links:
+            raise KernelError(f"add address {cidr} to {name}: no such device")
+        if cidr not in self.links[name].addrs:
+            self.links[name].addrs.append(cidr)
+
+    async def ensure_route(self, cidr, dev, src="", table=0, gateway="") -> None:
+        if dev not in self.links and not any(name == dev for name, _a in self.host_addrs):
+            raise KernelError(f"interface {dev} for route {cidr} does not exist")
+        if table:
+            self.table_routes[(table, cidr)] = (dev, gateway)
+        else:
+            self.routes[cidr] = (dev, src)
+
+    async def delete_route(self, cidr, dev, table=0) -> None:
+        if table:
+            self.table_routes.pop((table, cidr), None)
+        else:
+            self.routes.pop(cidr, None)
+
+    async def ensure_rule(self, iif, table, priority, family=socket.AF_INET) -> None:
+        self.rule_set.add((family, iif, table, priority))
+
+    async def delete_rule(self, iif, table, priority, family=socket.AF_INET) -> None:
+        self.rule_set.discard((family, iif, table, priority))
 
     async def rules(self, priority: int) -> list[tuple[int, str, int]]:
-        return []
+        return [(fam, iif, table) for fam, iif, table, prio in sorted(self.rule_set) if prio == priority]
+
+    async def ensure_proxy_neigh(self, ip, dev) -> None:
+        self.proxy_neighs.add((ip, dev))
+
+    async def delete_proxy_neigh(self, ip, dev) -> None:
+        self.proxy_neighs.discard((ip, dev))
+
+    async def default_routers(self, dev) -> list[str]:
+        return list(self.routers.get(dev, []))
 
     async def addresses(self) -> list[tuple[str, str]]:
         out = list(self.host_addrs)

@@ -1,15 +1,17 @@
-"""The protocol edge (api/protocol.py, app.make_app) through aiohttp's test server, over a Service
+"""The protocol edge (api/protocol.py, app.make_app) through aiohttp's test server, over a Driver
 whose kernel parts are fakes. Bodies are sent the way dockerd sends them: often no Content-Type."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from fakes import EP_1, ID_A, Docker, build_app, ep_body, net_body
+from fakes import EP_1, ID_A, Docker, build_app, ep_body, net_body, pm
 from pynet.api.protocol import CONTENT_TYPE
 from pynet.app import make_app
 
@@ -158,3 +160,77 @@ async def test_unknown_network_and_endpoint(docker):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body())
     status, doc, _ = await docker.call("/NetworkDriver.EndpointOperInfo", {"NetworkID": ID_A, "EndpointID": EP_1})
     assert status == 404 and "endpoint 111111111111" in doc["Err"]
+
+
+T = "pynet_unit"
+BR_A = "pn-n" + ID_A[:11]
+H1, K1 = "pn-h" + EP_1[:11], "pn-k" + EP_1[:11]
+
+
+def ids(net=ID_A, ep=EP_1) -> dict:
+    return {"NetworkID": net, "EndpointID": ep}
+
+
+def saved(cfg, net_id=ID_A) -> dict:
+    return json.loads((Path(cfg.state_dir) / "networks" / f"{net_id}.json").read_text())["network"]
+
+
+def state_file(cfg, net_id=ID_A) -> Path:
+    return Path(cfg.state_dir) / "networks" / f"{net_id}.json"
+
+
+async def test_a_container_lifecycle_through_the_socket(docker, driver, cfg, links, nft, sysctls):
+    """The whole protocol over HTTP as dockerd speaks it: bodies decoded, replies encoded."""
+    # CreateNetwork: bridge with the gateway, sysctls, table elements, DOCKER-USER, state on disk.
+    assert await docker.ok("/NetworkDriver.CreateNetwork", net_body()) == {}
+    assert links.links[BR_A].kind == "bridge" and links.links[BR_A].addrs == ["172.30.0.1/24"]
+    assert links.links[BR_A].alias == cfg.owner_tag + ID_A
+    assert sysctls.values["/proc/sys/net/ipv4/ip_forward"] == "1"
+    assert sysctls.values[f"/proc/sys/net/ipv4/conf/{BR_A}/route_localnet"] == "1"
+    assert f'"{BR_A}"' in nft.elements(T, "bridges") and f'"{BR_A}"' in nft.elements(T, "masq")
+    assert sorted(nft.du_patterns("ip")) == [("iifname", "pn-*"), ("oifname", "pn-*")]
+    assert saved(cfg)["bridge"] == BR_A
+
+    # CreateEndpoint: a veth on the bridge; the MAC pynet chose is the only field returned.
+    reply = await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(options={
+        "com.docker.network.portmap": [pm(80, 8080), pm(443)]}))
+    assert reply == {"Interface": {"MacAddress": "02:42:ac:1e:00:02"}}
+    assert links.links[H1].master == BR_A and links.links[K1].mac == "02:42:ac:1e:00:02"
+    assert EP_1 in saved(cfg)["endpoints"]
+
+    # Join: what Docker moves into the container, and the gateway (no docker_gwbridge).
+    join = await docker.ok("/NetworkDriver.Join", dict(ids(), SandboxKey="/var/run/docker/netns/abc", Options={}))
+    assert join == {"InterfaceName": {"SrcName": K1, "DstPrefix": "eth"}, "Gateway": "172.30.0.1"}
+    assert saved(cfg)["endpoints"][EP_1]["sandbox"] == "/var/run/docker/netns/abc"
+
+    # ProgramExternalConnectivity: the ports, in the maps and on disk.
+    await docker.ok("/NetworkDriver.ProgramExternalConnectivity", dict(ids(), Options={
+        "com.docker.network.portmap": [pm(80, 8080), pm(443)]}))
+    assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80", "tcp . 40000": "172.30.0.2 . 443"}
+    assert [(b["host_port"], b["container_port"]) for b in saved(cfg)["endpoints"][EP_1]["bindings"]] == [
+        (8080, 80), (40000, 443)]
+    listed = await docker.get("/pynet/v1/ports")
+    assert [(p["host_port"], p["container_ip"], p["endpoint"]) for p in listed] == [
+        (8080, "172.30.0.2", EP_1), (40000, "172.30.0.2", EP_1)]
+
+    info = await docker.ok("/NetworkDriver.EndpointOperInfo", ids())
+    assert info["Value"]["mac"] == "02:42:ac:1e:00:02" and info["Value"]["bridge"] == BR_A
+
+    # A retry of ProgramExternalConnectivity keeps the host port pynet chose.
+    await docker.ok("/NetworkDriver.ProgramExternalConnectivity", dict(ids(), Options={
+        "com.docker.network.portmap": [pm(80, 8080), pm(443)]}))
+    assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80", "tcp . 40000": "172.30.0.2 . 443"}
+
+    # Teardown, in Docker's order; each call again (already gone) still succeeds.
+    for _ in range(2):
+        await docker.ok("/NetworkDriver.RevokeExternalConnectivity", ids())
+        assert nft.elements(T, "pubany4") == {}
+        await docker.ok("/NetworkDriver.Leave", ids())
+        await docker.ok("/NetworkDriver.DeleteEndpoint", ids())
+        assert H1 not in links.links and K1 not in links.links
+        await docker.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": ID_A})
+        assert BR_A not in links.links
+        assert not state_file(cfg).exists()
+        assert nft.elements(T, "bridges") == {} and nft.elements(T, "masq") == {}
+        assert nft.du_patterns("ip") == []  # the last network took Docker-side accepts with it
+    assert len(driver.published.index) == 0

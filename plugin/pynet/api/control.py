@@ -18,68 +18,71 @@ def _json(doc) -> web.Response:
     return web.Response(text=json.dumps(doc), content_type="application/json")
 
 
-def routes(driver, cfg) -> list[web.RouteDef]:
-    state = driver.state
+class Control:
+    """The /pynet/v1 calls, each a view of the driver or one of its operations."""
 
-    async def networks(_request):
-        return _json([views.summary(n, driver.mode_of(n)) for n in state.nets.values()])
+    def __init__(self, driver, cfg):
+        self.d = driver
+        self.cfg = cfg
 
-    async def network(request):
-        net = state.find(request.match_info["ref"])
-        return _json(views.detail(net, driver.mode_of(net)))
+    async def networks(self, _request):
+        return _json([views.summary(n, self.d.mode_of(n)) for n in self.d.state.nets.values()])
 
-    async def status(_request):
+    async def network(self, request):
+        net = self.d.state.find(request.match_info["ref"])
+        return _json(views.detail(net, self.d.mode_of(net)))
+
+    async def status(self, _request):
+        d, cfg, state = self.d, self.cfg, self.d.state
         return _json({
-            "version": __version__,
-            "driver": cfg.driver_name,
-            "socket": cfg.socket,
-            "state_dir": cfg.state_dir,
-            "table": cfg.table,
-            "link_prefix": cfg.link_prefix,
-            "networks": len(state.nets),
-            "endpoints": sum(len(n.endpoints) for n in state.nets.values()),
-            "published_ports": len(driver.published.index),
+            "version": __version__, "driver": cfg.driver_name, "socket": cfg.socket, "state_dir": cfg.state_dir,
+            "table": cfg.table, "link_prefix": cfg.link_prefix,
+            "networks": len(state.nets), "endpoints": sum(len(n.endpoints) for n in state.nets.values()),
+            "published_ports": len(d.published.index),
             "locks": state.lock_count(),  # one per known network; grows with nothing else
             "state_problems": state.store.problems,
-            "leftovers_removed_at_start": driver.reconciler.leftovers_removed,
-            "leftovers_now": await driver.reconciler.find_leftovers(),
-            "drift": await driver.reconciler.find_drift(),
-            "table_present": await driver.firewall.table_present() if state.nets else None,
-            "docker_firewall": await driver.firewall.docker_backend(),
+            "leftovers_removed_at_start": d.reconciler.leftovers_removed,
+            "leftovers_now": await d.reconciler.find_leftovers(),
+            "drift": await d.reconciler.find_drift(),
+            "table_present": await d.firewall.table_present() if state.nets else None,
+            "docker_firewall": await d.firewall.docker_backend(),
         })
 
-    async def reconcile(request):
+    async def reconcile(self, request):
         await read_body(request)
-        return _json(await driver.reconciler.reconcile())
+        return _json(await self.d.reconciler.reconcile())
 
-    async def list_ports(request):
-        q = request.query
-        return _json(driver.published.listing(q.get("network", ""), q.get("endpoint", "")))
+    async def list_ports(self, request):
+        return _json(self.d.published.listing(request.query.get("network", ""), request.query.get("endpoint", "")))
 
-    def _port_args(body: dict) -> tuple[wire.EndpointRef, list[str]]:
-        specs = body.get("ports")
-        if not isinstance(specs, list) or not specs or not all(isinstance(x, str) for x in specs):
-            raise InvalidRequest("ports must be a non-empty list of [IP:][HOSTPORT:]PORT[/PROTO] strings")
-        return wire.endpoint_ref(body), specs
-
-    async def add_ports(request):
-        added = await driver.published.add(*_port_args(await read_body(request)))
+    async def add_ports(self, request):
+        added = await self.d.published.add(*_port_args(await read_body(request)))
         return _json([to_dict(b) for b in added])
 
-    async def remove_ports(request):
-        removed = await driver.published.remove(*_port_args(await read_body(request)))
+    async def remove_ports(self, request):
+        removed = await self.d.published.remove(*_port_args(await read_body(request)))
         return _json([to_dict(b) for b in removed])
 
-    async def leases(_request):
-        return _json(views.leases(state.nets.values()))
+    async def leases(self, _request):
+        return _json(views.leases(self.d.state.nets.values()))
 
+
+def _port_args(body: dict) -> tuple[wire.EndpointRef, list[str]]:
+    specs = body.get("ports")
+    if not isinstance(specs, list) or not specs or not all(isinstance(x, str) for x in specs):
+        raise InvalidRequest("ports must be a non-empty list of [IP:][HOSTPORT:]PORT[/PROTO] strings")
+    return wire.endpoint_ref(body), specs
+
+
+def routes(driver, cfg) -> list[web.RouteDef]:
+    c = Control(driver, cfg)
     return [
-        web.get("/pynet/v1/leases", leases),
-        web.get("/pynet/v1/ports", list_ports),
-        web.post("/pynet/v1/ports/add", add_ports),
-        web.post("/pynet/v1/ports/rm", remove_ports),
-        web.get("/pynet/v1/networks", networks),
-        web.get("/pynet/v1/networks/{ref}", network),
-        web.get("/pynet/v1/status", status),
-        web.post("/pynet/v1/reconcile", reconcile),
+        web.get("/pynet/v1/leases", c.leases),
+        web.get("/pynet/v1/ports", c.list_ports),
+        web.post("/pynet/v1/ports/add", c.add_ports),
+        web.post("/pynet/v1/ports/rm", c.remove_ports),
+        web.get("/pynet/v1/networks", c.networks),
+        web.get("/pynet/v1/networks/{ref}", c.network),
+        web.get("/pynet/v1/status", c.status),
+        web.post("/pynet/v1/reconcile", c.reconcile),
     ]

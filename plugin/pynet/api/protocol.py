@@ -90,106 +90,123 @@ async def errors_and_logs(request: web.Request, handler):
         log.log(logging.WARNING if err else logging.INFO, "call", extra={"fields": fields})
 
 
+# Each handler: (driver, decoded JSON body) -> reply document. Decode, call the core, encode.
+async def _empty(_d, _body):
+    return {}
+
+
+async def _global_only(_d, _body):
+    raise PynetError("pynet networks are local-scope; AllocateNetwork/FreeNetwork are for swarm drivers")
+
+
+async def _gw_alloc_check(d, body):
+    return wire.gw_alloc_reply(*d.networks.gw_alloc_check(wire.gw_alloc_check(body)))
+
+
+async def _create_network(d, body):
+    await d.networks.create(wire.create_network(body))
+    return {}
+
+
+async def _delete_network(d, body):
+    await d.networks.delete(wire.network_ref(body))
+    return {}
+
+
+async def _create_endpoint(d, body):
+    return wire.create_endpoint_reply(await d.endpoints.create(wire.create_endpoint(body)))
+
+
+async def _delete_endpoint(d, body):
+    await d.endpoints.delete(wire.endpoint_ref(body))
+    return {}
+
+
+async def _oper_info(d, body):
+    return {"Value": d.endpoints.oper_info(wire.endpoint_ref(body))}
+
+
+async def _join(d, body):
+    return wire.join_reply(await d.endpoints.join(wire.join(body)))
+
+
+async def _leave(d, body):
+    await d.endpoints.leave(wire.endpoint_ref(body))
+    return {}
+
+
+async def _program(d, body):
+    await d.published.program(wire.connectivity(body))
+    return {}
+
+
+async def _revoke(d, body):
+    await d.published.revoke(wire.endpoint_ref(body))
+    return {}
+
+
+async def _ipam_caps(d, _body):
+    return d.ipam.capabilities()
+
+
+async def _ipam_spaces(d, _body):
+    return d.ipam.default_spaces()
+
+
+async def _request_pool(d, body):
+    return wire_ipam.pool_reply(*d.ipam.request_pool(wire_ipam.request_pool(body)))
+
+
+async def _request_address(d, body):
+    return wire_ipam.address_reply(await d.ipam.request_address(wire_ipam.request_address(body)))
+
+
+async def _release_address(d, body):
+    await d.ipam.release_address(wire_ipam.release_address(body))
+    return {}
+
+
+CALLS = {
+    "/NetworkDriver.GwAllocCheck": _gw_alloc_check,
+    "/NetworkDriver.CreateNetwork": _create_network,
+    "/NetworkDriver.DeleteNetwork": _delete_network,
+    "/NetworkDriver.CreateEndpoint": _create_endpoint,
+    "/NetworkDriver.DeleteEndpoint": _delete_endpoint,
+    "/NetworkDriver.EndpointOperInfo": _oper_info,
+    "/NetworkDriver.Join": _join,
+    "/NetworkDriver.Leave": _leave,
+    "/NetworkDriver.ProgramExternalConnectivity": _program,
+    "/NetworkDriver.RevokeExternalConnectivity": _revoke,
+    "/NetworkDriver.DiscoverNew": _empty,
+    "/NetworkDriver.DiscoverDelete": _empty,
+    "/NetworkDriver.AllocateNetwork": _global_only,
+    "/NetworkDriver.FreeNetwork": _global_only,
+    "/IpamDriver.GetCapabilities": _ipam_caps,
+    "/IpamDriver.GetDefaultAddressSpaces": _ipam_spaces,
+    "/IpamDriver.RequestPool": _request_pool,
+    "/IpamDriver.ReleasePool": _empty,
+    "/IpamDriver.RequestAddress": _request_address,
+    "/IpamDriver.ReleaseAddress": _release_address,
+}
+
+
 def routes(driver, implements: list[str], scope: str = "local", connectivity_scope: str = "local"
            ) -> list[web.RouteDef]:
-    """Each route: decode the body (api/wire.py), call the driver, encode its answer."""
+    """Every call of the protocol as a POST route on `driver`."""
+    async def activate(_d, _body):
+        return {"Implements": implements}
+
+    async def capabilities(_d, _body):
+        return wire.capabilities(scope, connectivity_scope)
+
     def handler(fn):
         async def h(request: web.Request) -> web.Response:
             body = await read_body(request)
             request[CALL_FIELDS] = call_fields(body)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("request", extra={"fields": {"call": request.path, "body": body}})
-            return reply(await fn(body))
+            return reply(await fn(driver, body))
         return h
 
-    d = driver
-
-    async def activate(_body):
-        return {"Implements": implements}
-
-    async def capabilities(_body):
-        return wire.capabilities(scope, connectivity_scope)
-
-    async def empty(_body):
-        return {}
-
-    async def global_only(_body):
-        raise PynetError("pynet networks are local-scope; AllocateNetwork/FreeNetwork are for swarm drivers")
-
-    async def gw_alloc_check(body):
-        return wire.gw_alloc_reply(*d.networks.gw_alloc_check(wire.gw_alloc_check(body)))
-
-    async def create_network(body):
-        await d.networks.create(wire.create_network(body))
-        return {}
-
-    async def delete_network(body):
-        await d.networks.delete(wire.network_ref(body))
-        return {}
-
-    async def create_endpoint(body):
-        return wire.create_endpoint_reply(await d.endpoints.create(wire.create_endpoint(body)))
-
-    async def delete_endpoint(body):
-        await d.endpoints.delete(wire.endpoint_ref(body))
-        return {}
-
-    async def oper_info(body):
-        return {"Value": d.endpoints.oper_info(wire.endpoint_ref(body))}
-
-    async def join(body):
-        return wire.join_reply(await d.endpoints.join(wire.join(body)))
-
-    async def leave(body):
-        await d.endpoints.leave(wire.endpoint_ref(body))
-        return {}
-
-    async def program(body):
-        await d.published.program(wire.connectivity(body))
-        return {}
-
-    async def revoke(body):
-        await d.published.revoke(wire.endpoint_ref(body))
-        return {}
-
-    async def ipam_caps(_body):
-        return d.ipam.capabilities()
-
-    async def ipam_spaces(_body):
-        return d.ipam.default_spaces()
-
-    async def request_pool(body):
-        return wire_ipam.pool_reply(*d.ipam.request_pool(wire_ipam.request_pool(body)))
-
-    async def request_address(body):
-        return wire_ipam.address_reply(await d.ipam.request_address(wire_ipam.request_address(body)))
-
-    async def release_address(body):
-        await d.ipam.release_address(wire_ipam.release_address(body))
-        return {}
-
-    table = {
-        "/Plugin.Activate": activate,
-        "/NetworkDriver.GetCapabilities": capabilities,
-        "/NetworkDriver.GwAllocCheck": gw_alloc_check,
-        "/NetworkDriver.CreateNetwork": create_network,
-        "/NetworkDriver.DeleteNetwork": delete_network,
-        "/NetworkDriver.CreateEndpoint": create_endpoint,
-        "/NetworkDriver.DeleteEndpoint": delete_endpoint,
-        "/NetworkDriver.EndpointOperInfo": oper_info,
-        "/NetworkDriver.Join": join,
-        "/NetworkDriver.Leave": leave,
-        "/NetworkDriver.ProgramExternalConnectivity": program,
-        "/NetworkDriver.RevokeExternalConnectivity": revoke,
-        "/NetworkDriver.DiscoverNew": empty,
-        "/NetworkDriver.DiscoverDelete": empty,
-        "/NetworkDriver.AllocateNetwork": global_only,
-        "/NetworkDriver.FreeNetwork": global_only,
-        "/IpamDriver.GetCapabilities": ipam_caps,
-        "/IpamDriver.GetDefaultAddressSpaces": ipam_spaces,
-        "/IpamDriver.RequestPool": request_pool,
-        "/IpamDriver.ReleasePool": empty,
-        "/IpamDriver.RequestAddress": request_address,
-        "/IpamDriver.ReleaseAddress": release_address,
-    }
+    table = {"/Plugin.Activate": activate, "/NetworkDriver.GetCapabilities": capabilities, **CALLS}
     return [web.post(path, handler(fn)) for path, fn in table.items()]

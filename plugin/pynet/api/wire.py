@@ -106,14 +106,20 @@ def mapping(body: dict, key: str) -> dict:
     return value
 
 
-def _ip_data(body: dict, key: str) -> list[IpData]:
-    items = body.get(key) or []
+def _objects(items, key: str) -> list[dict]:
+    """A JSON list of objects (None = empty)."""
+    if items is None:
+        return []
     if not isinstance(items, list):
         raise InvalidRequest(f"{key} must be a list")
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidRequest(f"{key} items must be objects")
+    return items
+
+
+def _ip_data(body: dict, key: str) -> list[IpData]:
     out = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"{key} items must be objects")
+    for item in _objects(body.get(key) or [], key):
         space, pool, gw = item.get("AddressSpace", ""), item.get("Pool"), item.get("Gateway") or ""
         if not isinstance(space, str):
             raise InvalidRequest(f"{key} AddressSpace must be a string")
@@ -202,14 +208,8 @@ def connectivity(body: dict) -> Connectivity:
 
 
 def portmap(items) -> list[PortMapping]:
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise InvalidRequest(f"{PORTMAP} must be a list")
     out = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"{PORTMAP} items must be objects")
+    for item in _objects(items, PORTMAP):
         raw_proto = item.get("Proto")
         proto = PROTOS.get(raw_proto) if isinstance(raw_proto, int) and not isinstance(raw_proto, bool) else None
         if proto is None:

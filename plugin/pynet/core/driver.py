@@ -37,12 +37,10 @@ class Driver:
         self.published = Published(self.state, self.modes, self.firewall, port_range)
         self.leases = Leases(self.state, dhcp_client, cfg.dhcp_renew_after)
         self.ipam = Ipam(self.state, self.leases)
-        self.endpoints = Endpoints(self.state, self.modes, self.firewall, self.published, self.leases,
-                                   cfg.link_prefix)
-        self.networks = Networks(self.state, self.modes, self.firewall, self.published, self.leases,
-                                 cfg.link_prefix)
-        self.reconciler = Reconciler(self.state, self.modes, self.firewall, links, self.networks, self.endpoints,
-                                     self.published, self.leases, cfg)
+        part = (self.state, self.modes, self.firewall, self.published, self.leases, cfg.link_prefix)
+        self.endpoints = Endpoints(*part)
+        self.networks = Networks(*part)
+        self.reconciler = Reconciler(self.networks, links, self.networks, self.endpoints, cfg.owner_tag)
 
     async def start(self) -> None:
         await self.reconciler.start()

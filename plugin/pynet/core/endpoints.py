@@ -16,6 +16,7 @@ from .. import faults, options
 from ..errors import Conflict, KernelError, PynetError
 from ..model import Endpoint, JoinInfo, Network
 from ..modes import CREATED, GONE
+from .state import Part
 from .undo import Undo
 
 log = logging.getLogger("pynet.endpoints")
@@ -26,15 +27,7 @@ def _same_address(a: Endpoint, b: Endpoint) -> bool:
                for x, y in ((a.ipv4, b.ipv4), (a.ipv6, b.ipv6)))
 
 
-class Endpoints:
-    def __init__(self, state, modes, firewall, published, leases, link_prefix: str):
-        self.state = state
-        self.modes = modes
-        self.firewall = firewall
-        self.published = published
-        self.leases = leases
-        self.prefix = link_prefix
-
+class Endpoints(Part):
     async def create(self, req) -> str | None:
         """Returns the MAC to give Docker, or None when Docker chose it."""
         net = self.state.network(req.network_id)

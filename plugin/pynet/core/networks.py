@@ -15,6 +15,7 @@ from .. import faults, options
 from ..errors import Conflict, KernelError
 from ..firewall.ruleset import binding_elements
 from ..model import Network, to_dict
+from .state import Part
 from .undo import Undo
 
 log = logging.getLogger("pynet.networks")
@@ -29,15 +30,7 @@ def merge(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
-class Networks:
-    def __init__(self, state, modes, firewall, published, leases, link_prefix: str):
-        self.state = state
-        self.modes = modes
-        self.firewall = firewall
-        self.published = published
-        self.leases = leases
-        self.prefix = link_prefix
-
+class Networks(Part):
     # ------------------------------------------------------------ what a network puts in the firewall
     def elements(self, net: Network, with_endpoints: bool = True) -> dict[str, list[str]]:
         mode = self.modes[net.mode]

@@ -16,25 +16,21 @@ import re
 
 from ..errors import PynetError
 from ..modes import GONE
+from .state import Part
 from .undo import Undo
 
 log = logging.getLogger("pynet.reconcile")
 
 
-class Reconciler:
-    def __init__(self, state, modes, firewall, links, networks, endpoints, published, leases, cfg):
-        self.state = state
-        self.modes = modes
-        self.firewall = firewall
+class Reconciler(Part):
+    def __init__(self, part: Part, links, networks, endpoints, owner_tag: str):
+        super().__init__(part.state, part.modes, part.firewall, part.published, part.leases, part.prefix)
         self.links = links
         self.networks = networks
         self.endpoints = endpoints
-        self.published = published
-        self.leases = leases
-        self.owner_tag = cfg.owner_tag
-        self.prefix = cfg.link_prefix
-        n = 15 - len(cfg.link_prefix) - 1
-        self._our_name = re.compile(re.escape(cfg.link_prefix) + f"[nhks][0-9a-z]{{{n}}}$")
+        self.owner_tag = owner_tag
+        n = 15 - len(self.prefix) - 1
+        self._our_name = re.compile(re.escape(self.prefix) + f"[nhks][0-9a-z]{{{n}}}$")
         self.leftovers_removed: list[str] = []
 
     async def start(self) -> None:

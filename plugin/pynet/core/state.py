@@ -98,3 +98,16 @@ class State:
         finally:
             for lock in reversed(held):
                 lock.release()
+
+
+class Part:
+    """A part of the core that changes networks or endpoints: the state, the modes, the firewall,
+    published ports and DHCP leases it works with, and the link name prefix."""
+
+    def __init__(self, state: State, modes, firewall, published, leases, link_prefix: str):
+        self.state = state
+        self.modes = modes
+        self.firewall = firewall
+        self.published = published
+        self.leases = leases
+        self.prefix = link_prefix
