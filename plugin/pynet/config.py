@@ -17,6 +17,7 @@ from .errors import InvalidOption
 
 DEFAULT_SOCKET = "/run/docker/plugins/pynet.sock"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SCOPES = ("local", "global")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,6}$")
 
@@ -38,6 +39,9 @@ class Config:
     max_body: int = 16 << 20  # Docker sends a container's whole port map in one body: ~105 B a port
     # DHCP: renew this many seconds after each ACK instead of at the server's T1 (0 = T1).
     dhcp_renew_after: float = 0.0
+    # What Docker is told (GetCapabilities). ConnectivityScope "global" makes a swarm do service
+    # discovery (tasks.<svc>, the service name) across nodes for networks of this driver.
+    connectivity_scope: str = "local"
 
     @property
     def driver_name(self) -> str:
@@ -114,6 +118,8 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.dhcp_renew_after <= 86400 * 365:  # also refuses nan and inf
         raise InvalidOption(f"dhcp_renew_after must be 0 (use the server's T1) to 31536000 seconds, "
                             f"got {cfg.dhcp_renew_after!r}")
+    if cfg.connectivity_scope not in SCOPES:
+        raise InvalidOption(f"connectivity_scope must be local or global, got {cfg.connectivity_scope!r}")
     if not 1024 <= cfg.max_body <= 1 << 30:
         raise InvalidOption(f"max_body must be 1024 to {1 << 30} bytes, got {cfg.max_body!r}")
     if not 0 < cfg.firewall_check_interval <= 3600:

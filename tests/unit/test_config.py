@@ -70,12 +70,12 @@ def test_env_overrides_yaml(tmp_path):
 def test_env_every_key():
     values = {"socket": "/tmp/a/b.sock", "state_dir": "/tmp/state", "log_level": "warning",
               "port_range": "1000-2000", "link_prefix": "ab-", "table": "t1", "firewall_check_interval": "7",
-              "max_body": "4000", "dhcp_renew_after": "1.5"}
+              "max_body": "4000", "dhcp_renew_after": "1.5", "connectivity_scope": "global"}
     assert set(values) == {f.name for f in dataclasses.fields(Config)}, "a new setting needs a test here"
     cfg = config.load(None, env={"PYNET_" + k.upper(): v for k, v in values.items()})
     assert cfg == Config(socket="/tmp/a/b.sock", state_dir="/tmp/state", log_level="warning", port_range="1000-2000",
                          link_prefix="ab-", table="t1", firewall_check_interval=7.0, max_body=4000,
-                         dhcp_renew_after=1.5)
+                         dhcp_renew_after=1.5, connectivity_scope="global")
 
 
 def test_process_environment_is_the_default(monkeypatch):
@@ -202,3 +202,12 @@ def test_managed_plugin_defaults_are_the_daemons():
         parsed = config.load(None, env={item["Name"]: item["Value"]})
         assert getattr(parsed, key) == defaults[key], f"{item['Name']}={item['Value']} differs from the default"
     assert {"log_level", "port_range", "max_body", "dhcp_renew_after"} <= seen
+
+
+def test_connectivity_scope_reaches_get_capabilities_and_is_checked(tmp_path):
+    from pynet.api import wire
+
+    assert wire.capabilities("local", config.load(None, env={"PYNET_CONNECTIVITY_SCOPE": "global"})
+                             .connectivity_scope)["ConnectivityScope"] == "global"
+    with pytest.raises(InvalidOption, match="connectivity_scope must be local or global"):
+        config.load(None, env={"PYNET_CONNECTIVITY_SCOPE": "swarm"})
