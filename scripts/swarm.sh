@@ -9,6 +9,7 @@
 #                                  `docker plugin install`ed on every node as ALIAS with the given
 #                                  settings and a state dir of the node's own; enabled
 #   swarm.sh down                  removes everything up made: processes, namespaces, mounts, data
+#   swarm.sh restart I             node I's dockerd stopped and started again
 #   swarm.sh status                nodes, pids, swarm membership
 #   swarm.sh docker I ARGS...      docker CLI against node I
 #   swarm.sh exec I|cl|rt CMD...   CMD in node I's (or the LAN client's / router's) network namespace
@@ -267,6 +268,22 @@ cmd_plugin() {
   log "plugin $alias installed from $ref and enabled on $n nodes in $(since "$t0") s"
 }
 
+# A node's dockerd stopped (its containers and plugins stop with it) and started again.
+cmd_restart() {
+  local i=${1:?restart I} pid t0
+  [ "$i" -ge 1 ] && [ "$i" -le "$(nodes)" ] || die "restart: no node $i"
+  t0=$(now)
+  pid=$(cat "$RUN/n$i/docker.pid" 2>/dev/null || true)
+  if alive "$pid"; then
+    kill -TERM "$pid"
+    for _ in $(seq 120); do alive "$pid" || break; sleep 0.25; done
+    alive "$pid" && die "restart: dockerd of node $i (pid $pid) did not stop in 30 s"
+  fi
+  node_start "$i"
+  node_wait "$i"
+  log "node $i restarted in $(since "$t0") s"
+}
+
 # ------------------------------------------------------------------ down
 
 # The bed's processes: every process in one of the bed's network namespaces (the wrappers, dockerd,
@@ -388,6 +405,7 @@ case "$cmd" in
       cmd_up "$@" ;;
   down) exec 9>"$LOCK"; flock 9; cmd_down ;;
   plugin) cmd_plugin "$@" ;;
+  restart) cmd_restart "$@" ;;
   status) cmd_status ;;
   docker) i=$1; shift; dk "$i" "$@" ;;
   exec) i=$1; shift; case $i in cl|rt) x=$(ns "$i") ;; *) x=$(ns "n$i") ;; esac
