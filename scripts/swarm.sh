@@ -266,6 +266,16 @@ cmd_plugin() {
   for i in "${pids[@]}"; do wait "$i" || fail=1; done
   [ $fail = 0 ] || die "plugin: install of $ref failed on a node"
   log "plugin $alias installed from $ref and enabled on $n nodes in $(since "$t0") s"
+  # The manager schedules a task only on nodes whose description lists the driver ("missing plugin on
+  # 1 node" meanwhile); nodes report a new plugin with their periodic update, not at once.
+  local seen
+  for _ in $(seq 120); do
+    seen=$(dk 1 node ls -q | xargs "$DOCKER" -H "unix://$(sock 1)" node inspect \
+      -f '{{range .Description.Engine.Plugins}}{{.Type}}={{.Name}} {{end}}' | grep -c " Network=$alias:latest \|^Network=$alias:latest " || true)
+    [ "$seen" -ge "$n" ] && { log "the manager sees $alias on all $n nodes after $(since "$t0") s"; return 0; }
+    sleep 0.5
+  done
+  die "plugin: after 60 s the manager sees $alias on $seen of $n nodes"
 }
 
 # A node's dockerd stopped (its containers and plugins stop with it) and started again.
