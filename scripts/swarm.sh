@@ -44,7 +44,7 @@ LOCK=/run/lock/$NAME-swarm.lock
 LAN=10.88.0 ROUTER=10.88.0.1 CLIENT=10.88.0.20
 REGISTRY=10.88.0.1:5000
 IMAGE=$REGISTRY/busybox:latest            # the test image as every node pulls it
-SRC_IMAGE=busybox:latest                  # from the system dockerd (scripts/images.sh)
+SRC_IMAGE=busybox:latest                  # scripts/images.sh, made on node 1
 
 log() { echo "swarm.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -201,12 +201,12 @@ registry_wait() {
   die "the registry did not listen on $REGISTRY"
 }
 
-# The test image: saved from the system dockerd, loaded on node 1, pushed to the LAN registry,
-# pulled by the other nodes (as users distribute images in a swarm).
+# The test image: made on node 1 (scripts/images.sh: busybox-static imported, no registry needed),
+# pushed to the LAN registry, pulled by the other nodes (as users distribute images in a swarm).
+# Nothing here needs the system dockerd.
 image_up() {
   local n=$1 i pids=()
-  "$DOCKER" image inspect "$SRC_IMAGE" >/dev/null 2>&1 || bash scripts/images.sh >/dev/null
-  "$DOCKER" save "$SRC_IMAGE" | dk 1 load -q >/dev/null
+  DOCKER_HOST="unix://$(sock 1)" bash scripts/images.sh >/dev/null
   dk 1 tag "$SRC_IMAGE" "$IMAGE"
   dk 1 push -q "$IMAGE" >/dev/null
   for i in $(seq 2 "$n"); do dk "$i" pull -q "$IMAGE" >/dev/null & pids+=($!); done

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import NS_PREFIX, PYNET, sh, wait_for
+from lib import DOCKER, NS_PREFIX, PYNET, sh, wait_for
 from test_ports import PAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,6 +162,19 @@ class Bed:
         return "\n".join(out)
 
 
+def build_plugin() -> None:
+    """scripts/plugin.sh build, on the system dockerd; other test sessions restart that dockerd now and
+    then (tests/e2e/test_restart.py), so a build that could not reach it is tried again once it answers."""
+    for attempt in range(3):
+        wait_for(lambda: sh(DOCKER, "info", check=False, timeout=30).returncode == 0, timeout=120, interval=1,
+                 what="the system dockerd (to build the plugin)")
+        p = sh("bash", str(ROOT / "scripts/plugin.sh"), "build", "build/plugin", check=False, timeout=1800)
+        if p.returncode == 0:
+            return
+        if "Cannot connect to the Docker daemon" not in p.stderr or attempt == 2:
+            raise AssertionError(f"scripts/plugin.sh build failed:\n{p.stderr}")
+
+
 @pytest.fixture(scope="module")
 def bed(dockerd):
     b = Bed()
@@ -169,7 +182,7 @@ def bed(dockerd):
     fetched = sh("bash", str(ROOT / "scripts/engine.sh"), "fetch", "28", check=False, timeout=900)
     assert fetched.returncode == 0, f"Docker 28 cannot be fetched, so there is no swarm bed:\n{fetched.stderr}"
     t0 = time.monotonic()
-    sh("bash", str(ROOT / "scripts/plugin.sh"), "build", "build/plugin", timeout=1800)
+    build_plugin()
     built = time.monotonic() - t0
     try:
         t0 = time.monotonic()
