@@ -398,7 +398,7 @@ leftovers() {
 cmd_status() {
   local n i pid
   n=$(nodes)
-  [ "$n" -gt 0 ] || { echo "no bed named $NAME"; return 3; }
+  [ "$n" -gt 0 ] || { echo "no bed named $NAME"; exit 3; }
   for i in $(seq "$n"); do
     pid=$(cat "$RUN/n$i/docker.pid" 2>/dev/null || true)
     echo "node $i: $(ns "n$i") $(node_ip "$i") pid ${pid:-none} $(dk "$i" info -f '{{.Name}} {{.ServerVersion}} swarm={{.Swarm.LocalNodeState}} manager={{.Swarm.ControlAvailable}}' 2>&1 | tail -1)"
@@ -413,7 +413,7 @@ case "$cmd" in
   _node) node_exec "$1" ;;
   up) exec 9>"$LOCK"; flock 9
       cmd_up "$@" ;;
-  down) exec 9>"$LOCK"; flock 9; cmd_down ;;
+  down) exec 9>"$LOCK"; flock 9; cmd_down; rm -f "$LOCK" ;;
   plugin) cmd_plugin "$@" ;;
   restart) cmd_restart "$@" ;;
   status) cmd_status ;;
