@@ -52,3 +52,16 @@ plugin: install dockerd
 
 plugin-rm:
 	bash scripts/plugin.sh rm pynet
+
+# A swarm of N (2-3) Docker 28 nodes on a namespace LAN (scripts/swarm.sh; SWARM_NAME, default pnsw),
+# the pynet managed plugin pushed to the bed's registry and installed on every node as `pynet`:
+#   scripts/swarm.sh docker 1 network create ... ; scripts/swarm.sh status ; make swarm-down
+.PHONY: swarm-up swarm-down
+N ?= 2
+swarm-up: images
+	bash scripts/swarm.sh up $(N)
+	bash scripts/plugin.sh build build/plugin
+	bash scripts/swarm.sh plugin pynet build/plugin
+
+swarm-down:
+	bash scripts/swarm.sh down
