@@ -14,6 +14,7 @@ import pytest
 
 from dhcp_lan import DHCP_RANGE, PARENT, SUBNET, DhcpLan
 from pynet import dhcp
+from pynet.errors import KernelError
 
 MAC_A, MAC_B, MAC_C = "02:42:0a:4d:00:0a", "02:42:0a:4d:00:0b", "02:42:0a:4d:00:0c"
 CID_HEX = ":".join(f"{b:02x}" for b in dhcp.client_id_for("web-reserved"))
@@ -129,5 +130,5 @@ def test_no_server_and_a_missing_parent_are_clear_errors(lan):
     c = dhcp.Client(retries=1, timeout=0.3)
     with pytest.raises(dhcp.DhcpError, match=r"no DHCP server answered on up0 \(1 tries"):
         lan.in_host(lambda: c.acquire(PARENT, MAC_A, identity="x"))
-    with pytest.raises(dhcp.KernelError, match="cannot open a packet socket on nosuch0 for DHCP"):
+    with pytest.raises(KernelError, match="cannot open a packet socket on nosuch0 for DHCP"):
         lan.in_host(lambda: c.acquire("nosuch0", MAC_A, identity="x"))

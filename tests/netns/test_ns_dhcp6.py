@@ -1,4 +1,4 @@
-"""dhcp6.Client6 (DHCPv6 IA_NA) and ra.learn (SLAAC) for a container's MAC against dnsmasq on a namespace LAN.
+"""client6.Client6 (DHCPv6 IA_NA) and ra.learn (SLAAC) for a container's MAC against dnsmasq on a namespace LAN.
 
 dnsmasq serves DHCPv6 on fd77::/64 (M flag) and advertises fd78::/64 for SLAAC only (A flag). Its lease
 file has one line per IPv6 lease: "<expiry> <iaid> <address> <hostname> <client DUID>".
@@ -14,7 +14,8 @@ import pytest
 
 from dhcp_lan import PARENT, V6_DHCP, V6_SLAAC, DhcpLan
 from lib import wait_for
-from pynet import dhcp, dhcp6, link6, ra
+from pynet import dhcp
+from pynet.dhcp import client6, codec6, link6, ra
 
 MAC_A, MAC_B = "02:42:0a:4d:00:1a", "02:42:0a:4d:00:1b"
 
@@ -30,8 +31,8 @@ def lan(request):
         lan.close()
 
 
-def client() -> dhcp6.Client6:
-    return dhcp6.Client6(retries=2, timeout=1.5)
+def client() -> client6.Client6:
+    return client6.Client6(retries=2, timeout=1.5)
 
 
 def v6_lines(lines: list[str], ip: str) -> list[list[str]]:
@@ -39,7 +40,7 @@ def v6_lines(lines: list[str], ip: str) -> list[list[str]]:
 
 
 def duid_text(identity: str) -> str:
-    return dhcp6.duid_for(identity).hex(":")
+    return codec6.duid_for(identity).hex(":")
 
 
 def router_neigh(lan: DhcpLan, addr: str) -> dict:
@@ -52,7 +53,7 @@ def test_dhcpv6_lease_renew_rebind_release(lan):
     c = client()
     lease = lan.in_host(lambda: c.acquire(PARENT, MAC_A, "web6", hostname="web6", domain="lan.test", prefix=V6_DHCP))
     assert ipaddress.IPv6Address(lease.ip) in ipaddress.IPv6Network(V6_DHCP) and lease.prefixlen == 64
-    assert (lease.duid, lease.iaid) == (dhcp6.duid_for("web6").hex(), dhcp6.iaid_for("web6"))
+    assert (lease.duid, lease.iaid) == (codec6.duid_for("web6").hex(), codec6.iaid_for("web6"))
     assert (lease.valid, lease.preferred, lease.t1, lease.t2, lease.notes) == (120, 120, 60, 105, [])
     assert lease.server_ip.startswith("fe80::") and lease.server_duid
     lan.wait_leases(lambda ls: v6_lines(ls, lease.ip), "the IPv6 lease")
@@ -71,7 +72,7 @@ def test_dhcpv6_lease_renew_rebind_release(lan):
     lan.wait_leases(lambda ls: v6_lines(ls, lease.ip)[0][0] != line[0], "expiry moved by RENEW")
     rebound = lan.in_host(lambda: c.renew(PARENT, renewed, rebind=True))
     assert (rebound.ip, rebound.renewals) == (lease.ip, 2)
-    assert dhcp6.next_action(rebound, rebound.acquired) == ("renew", rebound.acquired + rebound.t1)
+    assert client6.next_action(rebound, rebound.acquired) == ("renew", rebound.acquired + rebound.t1)
     assert dhcp.MIN_T1 <= rebound.t1 < rebound.t2 < rebound.valid
 
     lan.in_host(lambda: c.release(PARENT, rebound))

@@ -1,4 +1,4 @@
-"""dhcp.py: DHCPv4 messages as a server sees them, the lease timers, hostile replies, and the client's exchanges
+"""pynet.dhcp (codec, lease, timers, client): DHCPv4 messages as a server sees them, the lease timers, hostile replies, and the client's exchanges
 over a socketpair standing in for the AF_PACKET socket (pyroute2's own socket class does the framing; no root)."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def decode_request(frame: bytes) -> dict:
 def reply_frame(xid: int, yiaddr: str, chaddr: str, msg_type: int | None, opts=(), server_ip: str = "192.168.1.1",
                 server_mac: str = SERVER_MAC, sport: int = 67, dport: int = 68, op: int = 2, pad: bool = False,
                 raw_opts: bytes = b"", end: bool = True) -> bytes:
-    """A server's reply frame, built without dhcp.py or pyroute2."""
+    """A server's reply frame, built without pynet.dhcp or pyroute2."""
     body = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", op, 1, 6, 0, xid, 0, 0, b"\0" * 4, socket.inet_aton(yiaddr),
                        b"\0" * 4, b"\0" * 4, bytes.fromhex(chaddr.replace(":", "")).ljust(16, b"\0"), b"", b"")
     o = bytes([53, 1, msg_type]) if msg_type is not None else b""

@@ -1,4 +1,4 @@
-"""dhcp6.py: DUIDs, the DHCPv6 codec, frames as a server sees them, and the client against a fake tap
+"""codec6.py: DUIDs, the DHCPv6 codec, frames as a server sees them, and the client against a fake tap
 (scripted DHCPv6 servers, friendly and hostile; no root)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pynet import dhcp, dhcp6, link6
+from pynet import dhcp
+from pynet.dhcp import client6, codec6, link6
 
 MAC = "02:42:0a:4d:00:1a"
 LL = "fe80::42:aff:fe4d:1a"
@@ -109,7 +110,7 @@ class FakeTap:
 def taps(monkeypatch):
     made: list[FakeTap] = []
 
-    def use(client: dhcp6.Client6, serve) -> list[FakeTap]:
+    def use(client: client6.Client6, serve) -> list[FakeTap]:
         def tap(ifname, mac):
             made.append(FakeTap(serve, mac))
             return made[-1]
@@ -138,54 +139,54 @@ def server(addr: str = "fd77::123", t1: int = 300, t2: int = 480, pref: int = 50
     return serve
 
 
-def client() -> dhcp6.Client6:
-    return dhcp6.Client6(retries=2, timeout=0.2)
+def client() -> client6.Client6:
+    return client6.Client6(retries=2, timeout=0.2)
 
 
-def held(**kw) -> dhcp6.Lease6:
-    base = dict(mac=MAC, ip="fd77::123", prefixlen=64, iaid=dhcp6.iaid_for("web6"), duid=dhcp6.duid_for("web6").hex(),
+def held(**kw) -> client6.Lease6:
+    base = dict(mac=MAC, ip="fd77::123", prefixlen=64, iaid=codec6.iaid_for("web6"), duid=codec6.duid_for("web6").hex(),
                 server_duid=SERVER_DUID.hex(), server_ip=SERVER_LL, server_mac=SERVER_MAC, t1=300, t2=480,
                 preferred=500, valid=600, acquired=1000.0, identity="web6", hostname="web6")
     base.update(kw)
-    return dhcp6.Lease6(**base)
+    return client6.Lease6(**base)
 
 
 # ---------------------------------------------------------------- identity and codec
 
 def test_duid_is_a_uuid_of_the_identity_not_of_the_mac():
-    duid = dhcp6.duid_for("web6")
+    duid = codec6.duid_for("web6")
     assert duid[:2] == b"\x00\x04" and len(duid) == 18  # DUID-UUID, RFC 6355
-    assert duid == dhcp6.duid_for("web6") != dhcp6.duid_for("web7")
+    assert duid == codec6.duid_for("web6") != codec6.duid_for("web7")
     assert duid.hex() == "0004faf5ea9695ca5344beee24f87b1cb7d2"  # pinned: admins write it into reservations
-    assert dhcp6.iaid_for("web6") == int.from_bytes(duid[2:6], "big")
+    assert codec6.iaid_for("web6") == int.from_bytes(duid[2:6], "big")
     with pytest.raises(dhcp.DhcpError, match="stable identity"):
-        dhcp6.duid_for("")
+        codec6.duid_for("")
 
 
 def test_codec_round_trip_and_malformed_options():
-    msg = dhcp6.parse(dhcp6.build(dhcp6.REPLY, 0xABCDEF, [o(1, b"x"), o(2, b"yz"), o(14)]))
+    msg = codec6.parse(codec6.build(codec6.REPLY, 0xABCDEF, [o(1, b"x"), o(2, b"yz"), o(14)]))
     assert (msg.type, msg.txid, msg.client_id, msg.server_id) == (7, 0xABCDEF, b"x", b"yz")
     assert msg.options[2] == (14, b"")
     for bad, why in [(b"\x07\x00\x00", "shorter than its header"),
                      (b"\x07\x00\x00\x01" + o(1, b"abc")[:-1], "option 1 says 3 bytes, 2 left"),
                      (b"\x07\x00\x00\x01\x00\x01\x00", "stray bytes")]:
         with pytest.raises(dhcp.DhcpError, match=why):
-            dhcp6.parse(bad)
+            codec6.parse(bad)
     with pytest.raises(dhcp.DhcpError, match="IA_NA"):
-        dhcp6.parse_ia_na(b"\0" * 11)
+        codec6.parse_ia_na(b"\0" * 11)
     with pytest.raises(dhcp.DhcpError, match="IAADDR"):
-        dhcp6.parse_ia_na(struct.pack("!III", 1, 0, 0) + o(5, b"\0" * 20))
+        codec6.parse_ia_na(struct.pack("!III", 1, 0, 0) + o(5, b"\0" * 20))
     with pytest.raises(dhcp.DhcpError, match="status"):
-        dhcp6.status(b"\0")
-    got = dhcp6.parse_ia_na(struct.pack("!III", 7, 1, 2)[:12] + iaaddr("fd77::1", 5, 6, status(3, "gone")))
+        codec6.status(b"\0")
+    got = codec6.parse_ia_na(struct.pack("!III", 7, 1, 2)[:12] + iaaddr("fd77::1", 5, 6, status(3, "gone")))
     assert (got.iaid, got.t1, got.t2, got.addrs[0].ip, got.addrs[0].status) == (7, 1, 2, "fd77::1", (3, "gone"))
 
 
 def test_fqdn_option():
-    assert dhcp6.fqdn_option("web6", "lan.test") == o(39, b"\x01\x04web6\x03lan\x04test\x00")
-    assert dhcp6.fqdn_option("web6") == o(39, b"\x01\x04web6")  # partial name: the server adds its domain
+    assert codec6.fqdn_option("web6", "lan.test") == o(39, b"\x01\x04web6\x03lan\x04test\x00")
+    assert codec6.fqdn_option("web6") == o(39, b"\x01\x04web6")  # partial name: the server adds its domain
     with pytest.raises(dhcp.DhcpError, match="1 to 63 bytes"):
-        dhcp6.fqdn_option("x" * 64)
+        codec6.fqdn_option("x" * 64)
 
 
 # ---------------------------------------------------------------- the client
@@ -196,7 +197,7 @@ async def test_acquire_solicit_advertise_request_reply(taps):
     lease = await c.acquire("eth0", MAC, "web6", hostname="web6", domain="lan.test", prefix=PREFIX)
     assert (lease.ip, lease.prefixlen, lease.t1, lease.t2, lease.preferred, lease.valid, lease.notes) == (
         "fd77::123", 64, 300, 480, 500, 600, [])
-    assert (lease.duid, lease.iaid, lease.server_duid) == (dhcp6.duid_for("web6").hex(), dhcp6.iaid_for("web6"),
+    assert (lease.duid, lease.iaid, lease.server_duid) == (codec6.duid_for("web6").hex(), codec6.iaid_for("web6"),
                                                           SERVER_DUID.hex())
     assert (lease.server_ip, lease.server_mac, lease.identity) == (SERVER_LL, SERVER_MAC, "web6")
     assert len(made) == 1  # one tap for the whole exchange
@@ -206,10 +207,10 @@ async def test_acquire_solicit_advertise_request_reply(taps):
         assert (req["version"], req["nh"], req["src"], req["dst"]) == (6, 17, LL, "ff02::1:2")
         assert (req["sport"], req["dport"], req["ulen"], req["plen"]) == (546, 547, req["plen"], req["frame_len"] - 54)
         assert req["csum_ok"]
-        assert req["opts"][1] == dhcp6.duid_for("web6") and req["iaid"] == dhcp6.iaid_for("web6")
+        assert req["opts"][1] == codec6.duid_for("web6") and req["iaid"] == codec6.iaid_for("web6")
         assert req["opts"][39] == b"\x01\x04web6\x03lan\x04test\x00" and 8 in req["opts"]
-    assert solicit["type"] == dhcp6.SOLICIT and 2 not in solicit["opts"] and solicit["ia_addrs"] == []
-    assert request["type"] == dhcp6.REQUEST and request["opts"][2] == SERVER_DUID
+    assert solicit["type"] == codec6.SOLICIT and 2 not in solicit["opts"] and solicit["ia_addrs"] == []
+    assert request["type"] == codec6.REQUEST and request["opts"][2] == SERVER_DUID
     assert request["ia_addrs"] == ["fd77::123"]
 
 
@@ -222,8 +223,8 @@ async def test_renew_goes_to_the_server_rebind_to_any(taps):
     assert (new.duid, new.identity) == (old.duid, "web6")
     await c.renew("eth0", old, rebind=True)
     renew, rebind = sent_by(made)
-    assert renew["type"] == dhcp6.RENEW and renew["opts"][2] == SERVER_DUID and renew["ia_addrs"] == [old.ip]
-    assert rebind["type"] == dhcp6.REBIND and 2 not in rebind["opts"] and rebind["ia_addrs"] == [old.ip]
+    assert renew["type"] == codec6.RENEW and renew["opts"][2] == SERVER_DUID and renew["ia_addrs"] == [old.ip]
+    assert rebind["type"] == codec6.REBIND and 2 not in rebind["opts"] and rebind["ia_addrs"] == [old.ip]
     assert renew["opts"][1] == rebind["opts"][1] == bytes.fromhex(old.duid)
 
 
@@ -232,7 +233,7 @@ async def test_release_with_server_id_and_a_silent_server_is_only_logged(taps, c
     made = taps(c, server())
     await c.release("eth0", held())
     (rel,) = sent_by(made)
-    assert rel["type"] == dhcp6.RELEASE and rel["opts"][2] == SERVER_DUID and rel["ia_addrs"] == ["fd77::123"]
+    assert rel["type"] == codec6.RELEASE and rel["opts"][2] == SERVER_DUID and rel["ia_addrs"] == ["fd77::123"]
     c2 = client()
     silent = taps(c2, lambda req: [])
     await c2.release("eth0", held())
@@ -274,10 +275,10 @@ async def test_unusable_advertisements_are_refused_at_once(taps, kw, why):
 
 async def test_answers_for_another_client_are_ignored(taps):
     c = client()
-    made = taps(c, server(client_id=dhcp6.duid_for("someone else")))
+    made = taps(c, server(client_id=codec6.duid_for("someone else")))
     with pytest.raises(dhcp.DhcpError, match=r"no DHCPv6 server answered on eth0 \(2 tries"):
         await c.acquire("eth0", MAC, "web6")
-    assert [r["type"] for r in sent_by(made)] == [dhcp6.SOLICIT, dhcp6.SOLICIT]
+    assert [r["type"] for r in sent_by(made)] == [codec6.SOLICIT, codec6.SOLICIT]
     elapsed = [struct.unpack("!H", r["opts"][8])[0] for r in sent_by(made)]
     assert elapsed[0] == 0 and elapsed[1] >= 15  # centiseconds since the first SOLICIT
 
@@ -299,9 +300,9 @@ async def test_malformed_answers_are_a_clean_error(taps):
 
 @pytest.mark.parametrize("reply_ia, reply_extra, why", [
     (None, status(3, "unknown"), "NoBinding unknown"),
-    (ia(dhcp6.iaid_for("web6"), 0, 0, status(3)), b"", "NoBinding"),
-    (ia(dhcp6.iaid_for("web6"), 0, 0, iaaddr("fd77::123", 0, 0)), b"", "no longer leases fd77::123.*valid lifetime 0"),
-    (ia(dhcp6.iaid_for("web6"), 0, 0, iaaddr("fd77::999", 500, 600)), b"", "no longer leases fd77::123"),
+    (ia(codec6.iaid_for("web6"), 0, 0, status(3)), b"", "NoBinding"),
+    (ia(codec6.iaid_for("web6"), 0, 0, iaaddr("fd77::123", 0, 0)), b"", "no longer leases fd77::123.*valid lifetime 0"),
+    (ia(codec6.iaid_for("web6"), 0, 0, iaaddr("fd77::999", 500, 600)), b"", "no longer leases fd77::123"),
     (b"", b"", "without our IA_NA"),
 ])
 async def test_renewal_refusals_lose_the_lease(taps, reply_ia, reply_extra, why):
@@ -313,12 +314,12 @@ async def test_renewal_refusals_lose_the_lease(taps, reply_ia, reply_extra, why)
 
 def test_next_action_for_a_v6_lease():
     lease = held(acquired=1000.0, t1=300, t2=480, valid=600)
-    assert dhcp6.next_action(lease, 1000) == ("renew", 1300)
-    assert dhcp6.next_action(lease, 1490) == ("rebind", 1490)
-    assert dhcp6.next_action(lease, 1600) == ("expired", 1600) and lease.expired(1600)
+    assert client6.next_action(lease, 1000) == ("renew", 1300)
+    assert client6.next_action(lease, 1490) == ("rebind", 1490)
+    assert client6.next_action(lease, 1600) == ("expired", 1600) and lease.expired(1600)
     stored = held(acquired=0.0, t1=0, t2=0, valid=0)
-    assert dhcp6.next_action(stored, 0) == ("renew", 30) and stored.expires == 60
-    assert dhcp6.Lease6(**lease.to_dict()) == lease
+    assert client6.next_action(stored, 0) == ("renew", 30) and stored.expires == 60
+    assert client6.Lease6(**lease.to_dict()) == lease
 
 
 @settings(max_examples=200, deadline=None)
@@ -334,14 +335,14 @@ def test_fuzzed_replies_give_a_sane_lease_or_a_dhcp_error(edits, cut):
         return out
 
     async def run():
-        c = dhcp6.Client6(retries=1, timeout=0.01)
+        c = client6.Client6(retries=1, timeout=0.01)
         serve = server()
         c._tap = lambda ifname, mac: FakeTap(lambda req: mangle(serve(req)), mac)
         try:
             lease = await c.acquire("eth0", MAC, "web6", prefix=PREFIX)
         except dhcp.DhcpError:
             return
-        assert not dhcp6.check_address6(lease.ip, ipaddress.IPv6Network(PREFIX))
+        assert not codec6.check_address6(lease.ip, ipaddress.IPv6Network(PREFIX))
         assert dhcp.MIN_LEASE <= lease.valid <= dhcp.MAX_LEASE and dhcp.MIN_T1 <= lease.t1 < lease.t2 < lease.valid
         assert lease.preferred <= lease.valid
 

@@ -1,4 +1,4 @@
-"""link6.py (EUI-64, frames, answering Neighbor Solicitations) and ra.py (Router Advertisements, SLAAC), no root."""
+"""pynet.dhcp.link6 (EUI-64, frames, answering Neighbor Solicitations) and ra (Router Advertisements, SLAAC), no root."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pynet import link6, ra
+from pynet.dhcp import link6, ra
 
 MAC = "02:42:0a:4d:00:1a"
 LL = ipaddress.IPv6Address("fe80::42:aff:fe4d:1a")

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pyroute2.ext.bpf import BPF
 from pyroute2.ext.rawsocket import AsyncRawSocket
 
-from .errors import KernelError
+from ..errors import KernelError
 
 log = logging.getLogger("pynet.link6")
 ETH_P_IPV6 = 0x86DD

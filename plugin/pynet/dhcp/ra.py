@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import link6
-from .errors import PynetError
+from ..errors import PynetError
 
 INFINITY = 0xFFFFFFFF
 

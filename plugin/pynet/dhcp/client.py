@@ -1,44 +1,4 @@
-"""A DHCPv4 client that acts for a container's MAC from the host's parent interface.
-
-Contract for the core (transparent mode, `--ipam-driver pynet`)
-----------------------------------------------------------------
-    client = dhcp.Client(retries=3, timeout=2.0)
-    lease = await client.acquire(parent, mac, hostname="", prefix_default=24, *,
-                                 identity=None, domain="", subnet=None)
-    lease = await client.renew(parent, lease, rebind=False)
-    await client.release(parent, lease)
-    action, at = dhcp.next_action(lease, now, last_attempt=None)   # pure: "renew" | "rebind" | "expired"
-
-- `identity`: a stable name for the container (its name, or the endpoint's), NOT the MAC. It becomes the
-  client identifier (option 61) = type 0 + the identity's UTF-8 bytes (1..254 bytes), so a reservation by
-  client-id (dnsmasq `dhcp-host=id:web1,192.168.1.50`; Kea/ISC: hex `00:77:65:62:31`) follows a container
-  re-created with another MAC. Without it the client-id is the legacy type 1 + MAC (what pynet sent before).
-  `client_id_for(identity)` gives the bytes. Renewals and the release repeat `lease.client_id`.
-- `hostname`: option 12 (cut at 63 bytes). With `domain`, option 81 (client FQDN, RFC 4702) carries
-  `hostname.domain` in wire format with flags S|E ("server, update the A record") INSTEAD of option 12,
-  as RFC 4702 3.1 requires. To announce a new hostname later, set `lease.hostname` and call renew().
-- The network's own prefix wins over the server's subnet mask (option 1): pass `subnet` (e.g.
-  "192.168.1.0/24"; then the offered address must also lie inside it) or at least `prefix_default`.
-  A mask that disagrees (or is no mask at all, e.g. 255.0.255.0) is logged and noted in `lease.notes`.
-- Replies are checked before use: an address that is 0.0.0.0, broadcast, multicast, loopback,
-  link-local, reserved, or outside `subnet` (or its network/broadcast address) is refused with a
-  DhcpError naming it; malformed options (wrong lengths, truncated, unknown message type) make that
-  reply unusable; if every answer in a try was unusable the DhcpError says why, without further tries.
-- Lease time, T1 and T2 are clamped (`clamp_times`): MIN_LEASE <= lease <= MAX_LEASE,
-  MIN_T1 <= T1 < T2 < lease (a T1 of 0 cannot cause a renewal storm). What was changed is in `notes`.
-- Errors: DhcpNak (a subclass of DhcpError) means the server refused: the lease is gone, stop using the
-  address (acquire again). Any other DhcpError is "no usable answer": retry per next_action() until
-  "expired". KernelError: the parent cannot be opened.
-- renew() needs the container's interface up with the leased address: a server unicasts a renewal's
-  ACK to ciaddr (RFC 2131 4.1), i.e. ARPs for it. acquire() works before the container exists.
-- What to persist: `lease.to_dict()`; `Lease(**d)` loads it (fields added since are defaulted, so
-  older state files load). The core's renewal loop:
-        action, at = next_action(lease, time.time(), last_attempt)
-        sleep until `at`; if action == "expired": the address is no longer ours;
-        else renew(parent, lease, rebind=(action == "rebind")) -> new lease, last_attempt = None;
-             on DhcpNak: lease lost; on DhcpError: last_attempt = now, loop.
-
-How frames get to and from the LAN (why a packet socket)
+"""How frames get to and from the LAN (why a packet socket)
 --------------------------------------------------------
 The container's macvlan does not exist yet when the address is needed, so frames go out on the parent
 from the host namespace with the container's MAC as Ethernet source and chaddr (broadcast flag set).
@@ -78,6 +38,7 @@ Not used, with evidence:
   socket per exchange (DISCOVER..ACK share it) keeps that bounded.
 """
 
+
 from __future__ import annotations
 
 import asyncio
@@ -87,277 +48,22 @@ import logging
 import os
 import struct
 import time
-from dataclasses import asdict, dataclass, field
 
-from pyroute2.dhcp.dhcp4msg import dhcp4msg
 from pyroute2.dhcp.dhcp4socket import AsyncDHCP4Socket
-from pyroute2.dhcp.enums.dhcp import MessageType, Option
 from pyroute2.dhcp.messages import ReceivedDHCPMessage, SentDHCPMessage
 
-from .errors import KernelError, PynetError
+from ..errors import KernelError
+from .codec import (ACK, BROADCAST_MAC, DISCOVER, NAK, OFFER, RELEASE, REQUEST, DhcpError, DhcpNak, _mac_bytes,
+                    _mask_prefix, _unicast, check_address, client_id_for, decode_reply, fqdn_option, request)
+from .lease import Lease
+from .timers import clamp_times
 
 log = logging.getLogger("pynet.dhcp")
-
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
-BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
-FLAG_BROADCAST = 0x8000
-PARAMETERS = [Option.SUBNET_MASK, Option.ROUTER, Option.LEASE_TIME, Option.RENEWAL_TIME, Option.REBINDING_TIME]
-
-# Sane bounds for what a server says (seconds). A shorter lease is taken as MIN_LEASE (the server may
-# consider it gone earlier: a server handing out sub-minute leases is broken, and renewing it faster
-# would be a storm); "infinite" (0xffffffff) and anything longer is taken as MAX_LEASE, which only
-# means pynet renews at least every MAX_LEASE/2.
-MIN_LEASE = 60
-MAX_LEASE = 30 * 86400
-MIN_T1 = 30  # never renew sooner than this after an ACK (lease >= 60 gives lease // 2 >= 30)
-MIN_RETRY = 10  # after a failed renewal, wait at least this long (RFC 2131 says 60 s; leases here are short)
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_MULTICAST = 0
 PACKET_MR_UNICAST = 3
-
-
-class DhcpError(PynetError):
-    pass
-
-
-class DhcpNak(DhcpError):
-    """The server refused (DHCPNAK, or a renewal answered with another address): the lease is gone."""
-
-
-@dataclass
-class Lease:
-    mac: str
-    ip: str
-    prefixlen: int
-    server: str
-    server_mac: str
-    lease_time: int
-    t1: int
-    t2: int
-    acquired: float  # epoch seconds when the REQUEST that got the last ACK was sent
-    router: str = ""
-    hostname: str = ""
-    renewals: int = 0
-    extra: dict = field(default_factory=dict)
-    # Added for issue 14; defaults keep older state files loadable.
-    identity: str = ""  # the stable identity the client-id was derived from ("" = legacy MAC client-id)
-    client_id: str = ""  # option 61 as sent, hex; "" = legacy type 1 + MAC
-    domain: str = ""  # with hostname: option 81 carries hostname.domain
-    notes: list = field(default_factory=list)  # what pynet overrode in the server's last answer
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def expires(self) -> float:
-        return self.acquired + clamp_times(self.lease_time, self.t1, self.t2)[0]
-
-    @property
-    def renew_at(self) -> float:
-        return self.acquired + clamp_times(self.lease_time, self.t1, self.t2)[1]
-
-    @property
-    def rebind_at(self) -> float:
-        return self.acquired + clamp_times(self.lease_time, self.t1, self.t2)[2]
-
-    def expired(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires
-
-    @property
-    def fqdn(self) -> str:
-        return f"{self.hostname}.{self.domain}" if self.hostname and self.domain else ""
-
-    def client_id_bytes(self) -> bytes:
-        if self.client_id:
-            try:
-                return bytes.fromhex(self.client_id)
-            except ValueError:
-                pass
-        return b"\x01" + _mac_bytes(self.mac)
-
-
-# ---------------------------------------------------------------- pure helpers (timers, identity, checks)
-
-def clamp_times(lease_time: int, t1: int | None, t2: int | None, notes: list | None = None) -> tuple[int, int, int]:
-    """(lease, T1, T2) within MIN_LEASE <= lease <= MAX_LEASE and MIN_T1 <= T1 < T2 < lease.
-
-    Values are read as unsigned 32-bit (0xffffffff = infinite). A missing or impossible T1/T2 becomes
-    RFC 2131's default (lease/2, lease*7/8). `notes` collects what was changed.
-    """
-    def note(msg: str) -> None:
-        if notes is not None:
-            notes.append(msg)
-
-    raw = int(lease_time) & 0xFFFFFFFF
-    lease = min(max(raw, MIN_LEASE), MAX_LEASE)
-    if lease != raw:
-        note(f"lease time {raw} s taken as {lease} s")
-    d1, d2 = lease // 2, lease * 7 // 8
-    a = None if t1 is None else int(t1) & 0xFFFFFFFF
-    b = None if t2 is None else int(t2) & 0xFFFFFFFF
-    if a is None or not MIN_T1 <= a < lease:
-        if a is not None:
-            note(f"T1 {a} s taken as {d1} s")
-        a = d1
-    if b is None or not a < b < lease:
-        if b is not None:
-            note(f"T2 {b} s taken as {max(d2, a + 1)} s")
-        b = max(d2, a + 1)
-        if b >= lease:  # T1 close to the lease end: fall back to both defaults
-            note(f"T1 {a} s leaves no room for T2: T1 {d1} s, T2 {d2} s")
-            a, b = d1, d2
-    return lease, a, b
-
-
-def schedule(acquired: float, t1: float, t2: float, lifetime: float, now: float,
-             last_attempt: float | None = None, min_retry: float = MIN_RETRY) -> tuple[str, float]:
-    """The next step of a lease, as (action, at): "renew" / "rebind" at epoch `at`, or "expired".
-
-    `t1`, `t2`, `lifetime` are seconds after `acquired` (already clamped). After a failed attempt
-    (`last_attempt`), the next one comes after half the time left to the next deadline, at least
-    `min_retry` later (RFC 2131 4.4.5 / RFC 8415 18.2.4), so a dead server costs a few packets per lease.
-    """
-    renew_at, rebind_at, expires = acquired + t1, acquired + t2, acquired + lifetime
-    if now >= expires:
-        return "expired", expires
-    if last_attempt is None or last_attempt < renew_at:
-        return ("renew", renew_at) if now < rebind_at else ("rebind", max(rebind_at, now))
-    if last_attempt < rebind_at:
-        at = last_attempt + max(min_retry, (rebind_at - last_attempt) / 2)
-        if at < rebind_at:
-            return "renew", at
-        at = max(rebind_at, last_attempt + min_retry)  # REBINDING starts at T2, but not right after a try
-    else:
-        at = last_attempt + max(min_retry, (expires - last_attempt) / 2)
-    return ("rebind", at) if at < expires else ("expired", expires)
-
-
-def next_action(lease: Lease, now: float, last_attempt: float | None = None) -> tuple[str, float]:
-    """What the core's renewal loop does next for `lease` at time `now`: see `schedule`."""
-    lifetime, t1, t2 = clamp_times(lease.lease_time, lease.t1, lease.t2)
-    return schedule(lease.acquired, t1, t2, lifetime, now, last_attempt)
-
-
-def client_id_for(identity: str) -> bytes:
-    """Option 61 for a stable identity: type 0 (not a hardware address, RFC 2132 9.14) + UTF-8 bytes."""
-    raw = identity.encode() if isinstance(identity, str) else b""
-    if not 1 <= len(raw) <= 254:
-        raise DhcpError(f"DHCP identity {identity!r} must be 1 to 254 bytes (it becomes the client-id)")
-    return b"\x00" + raw
-
-
-def fqdn_option(hostname: str, domain: str) -> bytes:
-    """Option 81 (RFC 4702): flags S|E (server updates A; canonical wire format), RCODEs 0, the name."""
-    name = f"{hostname}.{domain}".strip(".")
-    wire = b""
-    for label in name.split("."):
-        raw = label.encode()
-        if not 1 <= len(raw) <= 63:
-            raise DhcpError(f"DHCP FQDN {name!r}: each label must be 1 to 63 bytes")
-        wire += bytes([len(raw)]) + raw
-    wire += b"\0"
-    if len(wire) > 255 - 3:
-        raise DhcpError(f"DHCP FQDN {name!r} is too long")
-    return bytes([0x05, 0, 0]) + wire
-
-
-def check_address(ip: str, subnet: ipaddress.IPv4Network | None) -> str:
-    """Why `ip` cannot be a container's address ("" when it can)."""
-    try:
-        addr = ipaddress.IPv4Address(ip)
-    except ValueError:
-        return f"{ip!r} is not an IPv4 address"
-    if addr.is_unspecified or addr == ipaddress.IPv4Address("255.255.255.255"):
-        return f"{addr} is not a host address"
-    for test, what in ((addr.is_multicast, "multicast"), (addr.is_loopback, "loopback"),
-                       (addr.is_link_local, "link-local"), (addr.is_reserved, "reserved")):
-        if test:
-            return f"{addr} is a {what} address"
-    if subnet is not None:
-        if addr not in subnet:
-            return f"{addr} is outside the network's subnet {subnet}"
-        if subnet.prefixlen <= 30 and addr in (subnet.network_address, subnet.broadcast_address):
-            return f"{addr} is the network or broadcast address of {subnet}"
-    return ""
-
-
-def _mac_bytes(mac: str) -> bytes:
-    return bytes(int(x, 16) for x in mac.split(":"))
-
-
-def _mask_prefix(mask: str) -> int | None:
-    try:
-        return ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
-    except ValueError:
-        return None
-
-
-def _unicast(value) -> str:
-    return value if isinstance(value, str) and not check_address(value, None) else ""
-
-
-# ---------------------------------------------------------------- the codec: pyroute2's, plus option 81
-
-class Message(dhcp4msg):
-    """pyroute2's DHCPv4 codec with the client FQDN option (81), which it does not define."""
-
-    options = dhcp4msg.options + ((Option.CLIENT_FQDN, "array8"),)
-
-
-def check_complete(msg: dhcp4msg) -> str:
-    """Why pyroute2's decoder stopped before the end of the options ("" when it did not).
-
-    dhcpmsg.decode() logs and breaks out of its loop on an option it cannot decode (wrong length,
-    truncated, unknown message type): everything after it is silently lost. It leaves `offset` on the
-    offending option, while a complete decode stops on END (255) or at the end of the buffer.
-    """
-    buf, off = msg.buf, msg.offset
-    if off < len(buf) and buf[off] != Option.END:
-        length = buf[off + 1] if off + 1 < len(buf) else None
-        return f"option {buf[off]} is malformed (length {length}, {len(buf) - off - 2} bytes left)"
-    return ""
-
-
-def request(msg_type: int, xid: int, mac: str, client_id: bytes, *, ciaddr: str = "0.0.0.0",
-            requested: str = "", server: str = "", hostname: str = "", domain: str = "",
-            broadcast: bool = True) -> Message:
-    """A client message (not yet encoded): what pynet sends for a container."""
-    cid = {"type": client_id[0], "key": client_id[1:]}
-    if client_id[0] == 1 and len(client_id) == 7:
-        cid["key"] = ":".join(f"{b:02x}" for b in client_id[1:])  # pyroute2 wants a MAC string for type 1
-    opts: dict = {"message_type": MessageType(msg_type), "client_id": cid}
-    if requested:
-        opts["requested_ip"] = requested
-    if server:
-        opts["server_id"] = server
-    if msg_type != RELEASE:
-        if hostname and domain:
-            opts["client_fqdn"] = fqdn_option(hostname, domain)
-        elif hostname:
-            opts["host_name"] = hostname.encode()[:63].decode(errors="ignore")
-    if msg_type in (DISCOVER, REQUEST):
-        opts["parameter_list"] = list(PARAMETERS)
-    return Message({"op": 1, "xid": xid, "flags": FLAG_BROADCAST if broadcast else 0, "ciaddr": ciaddr,
-                    "chaddr": mac, "options": opts})
-
-
-def decode_reply(raw: ReceivedDHCPMessage | bytes) -> ReceivedDHCPMessage:
-    """A server's message from a frame (or as pyroute2's socket decoded it), checked; DhcpError if unusable."""
-    try:
-        msg = raw if isinstance(raw, ReceivedDHCPMessage) else AsyncDHCP4Socket._decode_msg(raw)
-    except Exception as e:  # noqa: BLE001 - pyroute2 raises ValueError, IndexError, ... on hostile input
-        raise DhcpError(f"undecodable DHCP frame ({type(e).__name__}: {e})") from None
-    why = check_complete(msg.dhcp)
-    if why:
-        raise DhcpError(f"malformed DHCP reply from {msg.eth_src}: {why}")
-    if msg.dhcp.get("op") != 2:
-        raise DhcpError("not a BOOTREPLY")
-    if "message_type" not in msg.dhcp["options"]:
-        raise DhcpError(f"DHCP reply from {msg.eth_src} has no message type")
-    return msg
-
 
 # ---------------------------------------------------------------- the client
 
