@@ -158,11 +158,15 @@ def _leases(args) -> int:
     if args.json:
         print(json.dumps(leases, indent=2))
         return 0
-    rows = [("MAC", "ADDRESS", "SERVER", "HOSTNAME", "LEASE S", "RENEWALS", "NETWORK")]
+    rows = [("MAC", "ADDRESS", "STATE", "SERVER", "HOSTNAME", "LEASE S", "RENEWALS", "NETWORK")]
     names = client.docker_network_names()
     for lease in leases:
-        rows.append((lease["mac"], f"{lease['ip']}/{lease['prefixlen']}", lease.get("server", ""),
-                     lease.get("hostname", "") or "-", str(lease.get("lease_time", "")),
+        state = lease.get("state", "bound")
+        if state == "lost":  # expired or refused: the address was taken from the container
+            state = f"lost ({lease.get('lost_why', '')})"
+        server = lease.get("server") or lease.get("server_ip", "")
+        rows.append((lease["mac"], f"{lease['ip']}/{lease['prefixlen']}", state, server,
+                     lease.get("hostname", "") or "-", str(lease.get("lease_time", lease.get("valid", ""))),
                      str(lease.get("renewals", 0)), _name_or_id(names, lease.get("network", ""))))
     _table(rows)
     return 0

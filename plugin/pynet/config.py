@@ -42,6 +42,10 @@ class Config:
     # What Docker is told (GetCapabilities). ConnectivityScope "global" makes a swarm do service
     # discovery (tasks.<svc>, the service name) across nodes for networks of this driver.
     connectivity_scope: str = "local"
+    # LAN modes: before an address is used, probe it on the parent (ARP probe / DAD NS) for this long
+    # (seconds; 0 = never probe), sending probe_count probes spread over that time.
+    probe_wait: float = 0.2
+    probe_count: int = 2
 
     @property
     def driver_name(self) -> str:
@@ -120,6 +124,10 @@ def validate(cfg: Config) -> None:
                             f"got {cfg.dhcp_renew_after!r}")
     if cfg.connectivity_scope not in SCOPES:
         raise InvalidOption(f"connectivity_scope must be local or global, got {cfg.connectivity_scope!r}")
+    if not 0 <= cfg.probe_wait <= 10:  # also refuses nan
+        raise InvalidOption(f"probe_wait must be 0 (never probe) to 10 seconds, got {cfg.probe_wait!r}")
+    if not 1 <= cfg.probe_count <= 10:
+        raise InvalidOption(f"probe_count must be 1 to 10, got {cfg.probe_count!r}")
     if not 1024 <= cfg.max_body <= 1 << 30:
         raise InvalidOption(f"max_body must be 1024 to {1 << 30} bytes, got {cfg.max_body!r}")
     if not 0 < cfg.firewall_check_interval <= 3600:

@@ -79,8 +79,12 @@ class Network:
     host_shim: bool = True
     shim: str = ""  # host's macvlan on parent, so the host reaches its containers
     macvlan_mode: str = "bridge"
-    ipam: str = ""  # "dhcp" when addresses come from the LAN's DHCP server (--ipam-driver pynet)
+    ipam: str = ""  # IPv4 from pynet's IPAM (--ipam-driver pynet): "dhcp" (the LAN's server) | "static"
+    ipam6: str = ""  # IPv6 from pynet's IPAM: "dhcp" (DHCPv6 IA_NA) | "slaac" (the LAN router's prefix) | "static"
     leases: dict[str, dict] = field(default_factory=dict)  # MAC -> dhcp.Lease as dict
+    leases6: dict[str, dict] = field(default_factory=dict)  # MAC -> dhcp.client6.Lease6 as dict
+    probe: bool = True  # LAN modes: probe an address on the LAN before a container gets it (-o probe)
+    dhcp_domain: str = ""  # transparent + DHCP: the FQDN's domain (option 81 / DHCPv6 option 39)
     v4: list[Subnet] = field(default_factory=list)
     v6: list[Subnet] = field(default_factory=list)
     options: dict = field(default_factory=dict)

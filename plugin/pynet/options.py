@@ -180,11 +180,11 @@ def build_network(req, prefix: str, modes: dict) -> Network:
     if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", iface_prefix):
         raise InvalidOption(f"option container_iface_prefix must be 1-10 lowercase letters/digits, got "
                             f"{iface_prefix!r}")
-    if DHCP_SPACE in {d.address_space for d in req.v4}:
-        if not mode.dhcp:
-            raise InvalidOption(f"--ipam-driver pynet (DHCP from the LAN) is for mode=transparent, not "
-                                f"mode={mode.NAME}")
+    # pynet's IPAM: DHCP unless its pool records say otherwise (core/ipam.py claims the network).
+    if v4 and DHCP_SPACE in {d.address_space for d in req.v4}:
         net.ipam = "dhcp"
+    if v6 and DHCP_SPACE in {d.address_space for d in req.v6}:
+        net.ipam6 = "dhcp"
     mode.configure(net, user, prefix)
     return net
 

@@ -43,8 +43,33 @@ class Store:
 
     def save(self, net: Network) -> None:
         payload = to_dict(net)
-        doc = {"version": VERSION, "sha256": _digest(payload), "network": payload}
-        path = self._path(net.id)
+        self._write(self._path(net.id), {"version": VERSION, "sha256": _digest(payload), "network": payload})
+
+    # ------------------------------------------------------------ other documents (state_dir/<name>.json)
+    def save_doc(self, name: str, payload: dict) -> None:
+        """A document beside the networks (pynet's IPAM pools), written like a network's file."""
+        self.ensure()
+        self._write(self.dir.parent / f"{name}.json", {"version": VERSION, "sha256": _digest(payload), name: payload})
+
+    def load_doc(self, name: str) -> dict:
+        """The document, or {} when there is none; a damaged one is set aside, logged and {} returned
+        (pynet's IPAM then goes by the networks' own state: see core/pools.py)."""
+        path = self.dir.parent / f"{name}.json"
+        if not path.exists():
+            return {}
+        try:
+            doc = json.loads(path.read_bytes())
+            if not isinstance(doc, dict) or doc.get("version") != VERSION or \
+                    not isinstance(doc.get(name), dict) or doc.get("sha256") != _digest(doc[name]):
+                raise ValueError("unknown version or failed checksum")
+            return doc[name]
+        except (OSError, ValueError) as e:
+            aside = path.with_name(f"{path.name}{CORRUPT}{int(time.time())}")
+            os.replace(path, aside)
+            log.error(f"state file {path} is damaged ({e}); kept as {aside}")
+            return {}
+
+    def _write(self, path: Path, doc: dict) -> None:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         data = json.dumps(doc, sort_keys=True, indent=1).encode()
         try:
@@ -58,9 +83,9 @@ class Store:
         except OSError as e:
             # The old file stays as it was: the caller's change is undone and the call fails.
             tmp.unlink(missing_ok=True)
-            raise StateError(f"cannot save pynet's state in {self.dir} ({e.strerror or e}); nothing was changed: "
-                             f"free space on that filesystem (or fix its permissions) and retry") from None
-        self._fsync_dir()
+            raise StateError(f"cannot save pynet's state in {path.parent} ({e.strerror or e}); nothing was "
+                             f"changed: free space on that filesystem (or fix its permissions) and retry") from None
+        self._fsync_dir(path.parent)
 
     def delete(self, net_id: str) -> None:
         try:
@@ -69,8 +94,8 @@ class Store:
             return
         self._fsync_dir()
 
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
+    def _fsync_dir(self, path: Path | None = None) -> None:
+        fd = os.open(path or self.dir, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

@@ -59,6 +59,7 @@ class FakeLinks:
         self.rule_set: set[tuple[int, str, int, int]] = set()  # (family, iif, table, priority)
         self.proxy_neighs: set[tuple[str, str]] = set()  # (ip, dev)
         self.routers: dict[str, list[str]] = {}  # dev -> default routers through it
+        self.container_addrs: dict[tuple[str, str], set[str]] = {}  # (sandbox, MAC) -> CIDRs in the container
 
     def _maybe_fail(self, method: str) -> None:
         err = self.fail.pop(method, None)
@@ -191,11 +192,33 @@ class FakeLinks:
     async def default_routers(self, dev) -> list[str]:
         return list(self.routers.get(dev, []))
 
+    async def container_addr(self, sandbox, mac, cidr, present) -> bool:
+        self.calls.append(("container_addr", sandbox, mac, cidr, present))
+        self._maybe_fail("container_addr")
+        addrs = self.container_addrs.setdefault((sandbox, mac), set())
+        changed = (cidr not in addrs) if present else (cidr in addrs)
+        (addrs.add if present else addrs.discard)(cidr)
+        return changed
+
     async def addresses(self) -> list[tuple[str, str]]:
         out = list(self.host_addrs)
         for link in self.links.values():
             out += [(link.name, a) for a in link.addrs]
         return out
+
+
+# ---------------------------------------------------------------- probes on the LAN
+
+class FakeProber:
+    """Same interface as kernel/probe.Prober: `answers` maps an IP to the MAC that answers its probe."""
+
+    def __init__(self, answers: dict[str, str] | None = None):
+        self.answers = dict(answers or {})
+        self.calls: list[tuple[str, str, int, float]] = []
+
+    async def probe(self, ifname: str, ip: str, count: int = 2, wait: float = 0.2) -> str:
+        self.calls.append((ifname, ip, count, wait))
+        return self.answers.get(ip, "")
 
 
 # ---------------------------------------------------------------- nftables
@@ -440,12 +463,14 @@ def ip_of(cidr: str) -> str:
 
 # ---------------------------------------------------------------- the service
 
-def make_driver(cfg, links, nft, sysctls, dhcp_client=None):
-    """A Driver on fake kernel parts; host ports are never probed with real sockets."""
+def make_driver(cfg, links, nft, sysctls, dhcp_client=None, prober=None):
+    """A Driver on fake kernel parts; host ports are never probed with real sockets, LAN addresses never
+    with real packets."""
     from pynet.core.driver import Driver
     from pynet.store import Store
 
-    drv = Driver(cfg, Store(cfg.state_dir), links, nft, sysctl_ensure=sysctls, dhcp_client=dhcp_client)
+    drv = Driver(cfg, Store(cfg.state_dir), links, nft, sysctl_ensure=sysctls, dhcp_client=dhcp_client,
+                 prober=prober or FakeProber())
     drv.published.probe = lambda family, host_ip, proto, port: None
     return drv
 

@@ -21,6 +21,8 @@ table: pynet_x
 firewall_check_interval: 2.5
 max_body: 4096
 dhcp_renew_after: 30
+probe_wait: 0.5
+probe_count: 3
 """
 
 
@@ -45,7 +47,7 @@ def test_yaml_sets_every_key(tmp_path):
     cfg = config.load(write(tmp_path, FULL_YAML), env={})
     assert cfg == Config(socket="/run/docker/plugins/pynet-x.sock", state_dir="/var/lib/pynet-x", log_level="debug",
                          port_range="20000-20100", link_prefix="px-", table="pynet_x", firewall_check_interval=2.5,
-                         max_body=4096, dhcp_renew_after=30.0)
+                         max_body=4096, dhcp_renew_after=30.0, probe_wait=0.5, probe_count=3)
     assert isinstance(cfg.max_body, int) and isinstance(cfg.firewall_check_interval, float)
     assert cfg.driver_name == "pynet-x"
     assert cfg.owner_tag == "pynet:pynet_x:"
@@ -70,12 +72,13 @@ def test_env_overrides_yaml(tmp_path):
 def test_env_every_key():
     values = {"socket": "/tmp/a/b.sock", "state_dir": "/tmp/state", "log_level": "warning",
               "port_range": "1000-2000", "link_prefix": "ab-", "table": "t1", "firewall_check_interval": "7",
-              "max_body": "4000", "dhcp_renew_after": "1.5", "connectivity_scope": "global"}
+              "max_body": "4000", "dhcp_renew_after": "1.5", "connectivity_scope": "global", "probe_wait": "0",
+              "probe_count": "1"}
     assert set(values) == {f.name for f in dataclasses.fields(Config)}, "a new setting needs a test here"
     cfg = config.load(None, env={"PYNET_" + k.upper(): v for k, v in values.items()})
     assert cfg == Config(socket="/tmp/a/b.sock", state_dir="/tmp/state", log_level="warning", port_range="1000-2000",
                          link_prefix="ab-", table="t1", firewall_check_interval=7.0, max_body=4000,
-                         dhcp_renew_after=1.5, connectivity_scope="global")
+                         dhcp_renew_after=1.5, connectivity_scope="global", probe_wait=0.0, probe_count=1)
 
 
 def test_process_environment_is_the_default(monkeypatch):
@@ -153,6 +156,10 @@ def test_env_bad_type_names_variable():
     ("FIREWALL_CHECK_INTERVAL", "3601", "firewall_check_interval"),
     ("FIREWALL_CHECK_INTERVAL", "nan", "firewall_check_interval"),
     ("DHCP_RENEW_AFTER", "-1", "dhcp_renew_after must be 0"),
+    ("PROBE_WAIT", "-0.1", "probe_wait must be 0 .never probe. to 10 seconds"),
+    ("PROBE_WAIT", "nan", "probe_wait"),
+    ("PROBE_COUNT", "0", "probe_count must be 1 to 10"),
+    ("PROBE_COUNT", "2.5", "probe_count must be an integer"),
 ])
 def test_bad_values(key, value, match):
     with pytest.raises(InvalidOption, match=match):

@@ -237,7 +237,7 @@ async def test_release_with_server_id_and_a_silent_server_is_only_logged(taps, c
     c2 = client()
     silent = taps(c2, lambda req: [])
     await c2.release("eth0", held())
-    assert len(sent_by(silent[1:])) == 1 and "release not confirmed" in caplog.text  # one try, no retries
+    assert len(sent_by(silent[1:])) == 1 and "RELEASE not confirmed" in caplog.text  # one try, no retries
 
 
 # ---------------------------------------------------------------- hostile or broken servers

@@ -10,8 +10,8 @@ import inspect
 
 import pytest
 
-from fakes import FakeLinks, FakeNft, FakeSysctl
-from pynet.kernel.api import LinksAPI, NftAPI, SysctlAPI
+from fakes import FakeLinks, FakeNft, FakeProber, FakeSysctl
+from pynet.kernel.api import LinksAPI, NftAPI, ProbeAPI, SysctlAPI
 
 
 def _methods(proto) -> dict[str, inspect.Signature]:
@@ -27,11 +27,15 @@ def _real(kind: str):
     if kind == "links":
         from pynet.kernel.links import Links
         return Links
+    if kind == "probe":
+        from pynet.kernel.probe import Prober
+        return Prober
     from pynet.kernel.nft import Nft
     return Nft
 
 
-@pytest.mark.parametrize("proto, fake, real", [(LinksAPI, FakeLinks, "links"), (NftAPI, FakeNft, "nft")])
+@pytest.mark.parametrize("proto, fake, real", [(LinksAPI, FakeLinks, "links"), (NftAPI, FakeNft, "nft"),
+                                               (ProbeAPI, FakeProber, "probe")])
 def test_fake_and_real_class_match_the_protocol(proto, fake, real):
     wanted = _methods(proto)
     assert wanted, "the Protocol declares no method"

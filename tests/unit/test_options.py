@@ -295,9 +295,11 @@ def test_transparent_internal_refused():
 
 
 def test_dhcp_ipam_space():
-    assert build(net_req(generic={"mode": "transparent", "parent": "eth0"}, space=options.DHCP_SPACE)).ipam == "dhcp"
-    with pytest.raises(InvalidOption, match="--ipam-driver pynet .* is for mode=transparent, not mode=nat"):
-        build(net_req(space=options.DHCP_SPACE))
+    """pynet's address space marks the families pynet's IPAM serves (DHCP until its pools say otherwise:
+    core/ipam.py claims the network, and refuses modes that cannot have it: tests/unit/test_ipam.py)."""
+    net = build(net_req(generic={"mode": "transparent", "parent": "eth0"}, space=options.DHCP_SPACE))
+    assert (net.ipam, net.ipam6) == ("dhcp", "")
+    assert build(net_req(space="LocalDefault")).ipam == ""
 
 
 # ---------------------------------------------------------------- endpoints

@@ -130,9 +130,10 @@ async def test_global_scope_calls_refused(docker):
 
 
 async def test_ipam_errors_carry_error_in_band(docker):
-    status, doc, _ = await docker.call("/IpamDriver.RequestPool", {"AddressSpace": "pynet-dhcp", "V6": True})
+    status, doc, _ = await docker.call("/IpamDriver.RequestPool", {"AddressSpace": "pynet-dhcp", "V6": True,
+                                                                   "Pool": "10.0.0.0/24"})
     assert status == 500
-    assert doc["Err"] == doc["Error"] and "DHCPv4 only" in doc["Err"]
+    assert doc["Err"] == doc["Error"] and "is not IPv6" in doc["Err"]
     status, doc, _ = await docker.call("/IpamDriver.RequestPool", {"AddressSpace": "pynet-dhcp"})
     assert status == 500 and "needs --subnet" in doc["Error"]
 

@@ -27,7 +27,7 @@ class _State:
 
 
 def networks(nets=()) -> Networks:
-    return Networks(_State(nets), MODES, None, None, None, "pn-")
+    return Networks(_State(nets), MODES, None, None, None, "pn-", ipam=None)
 
 
 def full(table: str, nets: list[Network]) -> list[str]:

@@ -154,7 +154,12 @@ async def _ipam_spaces(d, _body):
 
 
 async def _request_pool(d, body):
-    return wire_ipam.pool_reply(*d.ipam.request_pool(wire_ipam.request_pool(body)))
+    return wire_ipam.pool_reply(*await d.ipam.request_pool(wire_ipam.request_pool(body)))
+
+
+async def _release_pool(d, body):
+    await d.ipam.release_pool(wire_ipam.release_pool(body).pool_id)
+    return {}
 
 
 async def _request_address(d, body):
@@ -184,7 +189,7 @@ CALLS = {
     "/IpamDriver.GetCapabilities": _ipam_caps,
     "/IpamDriver.GetDefaultAddressSpaces": _ipam_spaces,
     "/IpamDriver.RequestPool": _request_pool,
-    "/IpamDriver.ReleasePool": _empty,
+    "/IpamDriver.ReleasePool": _release_pool,
     "/IpamDriver.RequestAddress": _request_address,
     "/IpamDriver.ReleaseAddress": _release_address,
 }

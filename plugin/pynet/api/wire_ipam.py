@@ -33,6 +33,11 @@ class RequestAddress:
 
 
 @dataclass
+class ReleasePool:
+    pool_id: str
+
+
+@dataclass
 class ReleaseAddress:
     pool_id: str
     address: str
@@ -57,6 +62,10 @@ def request_address(body: dict) -> RequestAddress:
         raise InvalidRequest("Options values must be strings")
     return RequestAddress(pool_id=_str(body, "PoolID"), address=_str(body, "Address"),
                           gateway=opts.get("RequestAddressType") == GATEWAY, mac=mac, name=name)
+
+
+def release_pool(body: dict) -> ReleasePool:
+    return ReleasePool(pool_id=_str(body, "PoolID"))
 
 
 def release_address(body: dict) -> ReleaseAddress:

@@ -4,10 +4,13 @@
   networks    GwAllocCheck, CreateNetwork, DeleteNetwork  (networks.py)
   endpoints   CreateEndpoint, Join, Leave, DeleteEndpoint (endpoints.py)
   published   PEC/Revoke, pynet port add/rm               (published.py)
-  leases/ipam the DHCP IPAM driver and its lease keeping  (leases.py, ipam.py)
+  ipam        the IPAM driver: pools, static allocation     (ipam.py, pools.py)
+  acquire     addresses from the LAN: DHCPv4/v6, SLAAC     (acquire.py)
+  leases      DHCP lease keeping: renewals, expiry, release (leases.py)
+  guard       the host's addresses and probes on the LAN   (guard.py)
   reconciler  start-up, repair, periodic checks           (reconcile.py)
 
-Kernel objects come in (links, nft, sysctl), so unit tests run it against fakes.
+Kernel objects come in (links, nft, sysctl, prober), so unit tests run it against fakes.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from ..config import Config, parse_port_range
 from ..errors import PynetError
 from ..firewall import Firewall
 from ..kernel import sysctl
+from ..kernel.probe import Prober
 from ..modes import make_modes
+from .acquire import Acquirer
 from .endpoints import Endpoints
+from .guard import AddressGuard
 from .ipam import Ipam
 from .leases import Leases
 from .networks import Networks
@@ -27,7 +33,7 @@ from .state import State
 
 
 class Driver:
-    def __init__(self, cfg: Config, store, links, nft, sysctl_ensure=sysctl.ensure, dhcp_client=None):
+    def __init__(self, cfg: Config, store, links, nft, sysctl_ensure=sysctl.ensure, dhcp_client=None, prober=None):
         self.cfg = cfg
         self.links = links
         self.state = State(store, cfg.driver_name)
@@ -35,14 +41,16 @@ class Driver:
         self.firewall = Firewall(nft, cfg.table)
         port_range = parse_port_range(cfg.port_range) if cfg.port_range else kernel_port_range()
         self.published = Published(self.state, self.modes, self.firewall, port_range)
-        self.leases = Leases(self.state, dhcp_client, cfg.dhcp_renew_after)
-        self.ipam = Ipam(self.state, self.leases)
+        self.guard = AddressGuard(links, prober or Prober(), cfg.probe_wait, cfg.probe_count)
+        self.leases = Leases(self.state, links, dhcp_client, renew_after=cfg.dhcp_renew_after)
+        self.ipam = Ipam(self.state, self.leases, Acquirer(self.guard, self.leases), self.guard)
         part = (self.state, self.modes, self.firewall, self.published, self.leases, cfg.link_prefix)
-        self.endpoints = Endpoints(*part)
-        self.networks = Networks(*part)
+        self.endpoints = Endpoints(*part, guard=self.guard)
+        self.networks = Networks(*part, ipam=self.ipam)
         self.reconciler = Reconciler(self.networks, links, self.networks, self.endpoints, cfg.owner_tag)
 
     async def start(self) -> None:
+        self.ipam.load()
         await self.reconciler.start()
 
     async def shutdown(self) -> None:

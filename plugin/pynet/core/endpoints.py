@@ -28,11 +28,19 @@ def _same_address(a: Endpoint, b: Endpoint) -> bool:
 
 
 class Endpoints(Part):
+    def __init__(self, *part, guard):
+        super().__init__(*part)
+        self.guard = guard
+
     async def create(self, req) -> str | None:
         """Returns the MAC to give Docker, or None when Docker chose it."""
         net = self.state.network(req.network_id)
         mode = self.modes[net.mode]
         ep = options.build_endpoint(req, net, self.prefix, mode)
+        if mode.lan and ep.id not in net.endpoints:
+            # Never the host's address, never one in use on the LAN: checked (and probed on the parent)
+            # before the network's lock and before anything exists (core/guard.py).
+            await self.guard.admit(net, ep)
         async with self.state.lock(req.network_id):
             net = self.state.network(req.network_id)  # may have gone while we waited
             old = net.endpoints.get(ep.id)
@@ -132,8 +140,9 @@ class Endpoints(Part):
                 ep.sandbox = req.sandbox
                 self.state.save(net)
             faults.point("join:saved")
-            if net.ipam == "dhcp" and ep.mac in net.leases and req.sandbox:
-                # The lease was taken before the container existed; give the server its hostname.
+            held = net.leases.get(ep.mac) if net.ipam == "dhcp" else None
+            if held is not None and req.sandbox and not held.get("hostname"):
+                # Docker before 29 names no container when the lease is taken: give the server its hostname.
                 asyncio.create_task(self.leases.announce_hostname(net.id, ep.mac, req.sandbox))
             return mode.join_info(net, ep)
 

@@ -1,28 +1,45 @@
-"""pynet's IPAM driver: container addresses from the LAN's own DHCP server (transparent mode).
+"""pynet's IPAM driver (`--ipam-driver pynet`): LAN addresses that never collide.
 
-Docker asks the IPAM driver for an address before CreateEndpoint, passing the MAC it
-generated (RequiresMACAddress). pynet then runs DISCOVER/REQUEST with that MAC on the
-network's parent, keeps the lease in the network's state, renews it in the background
-(core/leases.py, also after a pynet restart) and releases it when Docker releases the
-address. The gateway and --ip addresses are static.
+How a user asks (`--ipam-opt`, given to RequestPool; one network's IPv4 and IPv6 pools share them):
+  mode=dhcp (default)  IPv4 from the LAN's DHCP server (transparent mode)
+  mode=static          IPv4 from --subnet / --ip-range, chosen by pynet (transparent and l2bridge)
+  mode6=dhcp|slaac|static  IPv6 (default: as mode): DHCPv6 IA_NA, the LAN router's SLAAC prefix
+                       (transparent), or chosen by pynet from --subnet / --ip-range
+Every address pynet chooses or is given by a server skips the host's own addresses and is probed on
+the parent first (core/guard.py): static pools try the next free address, DHCP declines and asks
+again, SLAAC refuses. The gateway, --aux-address and --ip are reserved as asked. Pools and their
+reservations persist (core/pools.py); leases are kept and renewed by core/leases.py. Docker passes
+the MAC it chose (RequiresMACAddress) and, from Docker 29, the endpoint's name (core/acquire.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
 from .. import options
-from ..errors import InvalidOption, InvalidRequest, NotFound
+from ..errors import Conflict, InvalidOption, InvalidRequest, NotFound
 from ..model import Network
+from .pools import MODES4, MODES6, Pool, PoolBook, candidates, legacy
 
 log = logging.getLogger("pynet.ipam")
+KNOWN = {"mode": "dhcp or static", "mode6": "dhcp, slaac or static"}
+TRIES = 16  # addresses a static pool tries per request when the first ones answer probes
 
 
 class Ipam:
-    def __init__(self, state, leases):
+    def __init__(self, state, leases, acquirer, guard):
         self.state = state
         self.leases = leases
+        self.acquirer = acquirer
+        self.guard = guard
+        self.book = PoolBook(state.store)
+        self.lock = asyncio.Lock()  # the book: reservations are taken and given back under it
+        self.pending: set[tuple[str, str]] = set()  # (pool ID, IP) being probed for a request
+
+    def load(self) -> None:
+        self.book.load()
 
     @staticmethod
     def capabilities() -> dict:
@@ -32,90 +49,204 @@ class Ipam:
     def default_spaces() -> dict:
         return {"LocalDefaultAddressSpace": options.DHCP_SPACE, "GlobalDefaultAddressSpace": options.DHCP_SPACE}
 
+    # ------------------------------------------------------------ pools
     @staticmethod
-    def request_pool(req) -> tuple[str, str]:
-        """(PoolID, pool) for --ipam-driver pynet --subnet <the LAN's subnet>."""
-        if req.v6:
-            raise InvalidOption("--ipam-driver pynet does DHCPv4 only: leave out --ipv6 (or use the default IPAM)")
+    def _pool_mode(req) -> str:
+        opts = {k: str(v).strip().lower() for k, v in req.options.items() if not k.startswith("com.docker.")}
+        for key in opts:
+            if key not in KNOWN:
+                raise InvalidOption(f"unknown --ipam-opt {key!r}; pynet's IPAM knows "
+                                    + ", ".join(f"{k} ({v})" for k, v in KNOWN.items()))
+        mode = opts.get("mode6", opts.get("mode", "dhcp")) if req.v6 else opts.get("mode", "dhcp")
+        allowed = MODES6 if req.v6 else MODES4
+        if mode not in allowed:
+            key = "mode6" if req.v6 and "mode6" in opts else "mode"
+            raise InvalidOption(f"--ipam-opt {key}={mode!r} is not possible for IPv{6 if req.v6 else 4}; use "
+                                f"{' or '.join(allowed)}")
+        return mode
+
+    async def request_pool(self, req) -> tuple[str, str]:
+        """(PoolID, pool) for --ipam-driver pynet --subnet <the LAN's subnet> [--ip-range] [--ipam-opt]."""
+        mode = self._pool_mode(req)
+        family = 6 if req.v6 else 4
         if not req.pool:
-            raise InvalidOption("--ipam-driver pynet needs --subnet <the LAN's subnet> (e.g. 192.168.1.0/24)")
-        if req.sub_pool:
-            raise InvalidOption("--ip-range has no meaning with --ipam-driver pynet: the DHCP server's range decides")
+            raise InvalidOption(f"--ipam-driver pynet needs --subnet <the LAN's IPv{family} subnet>")
         try:
             net = ipaddress.ip_network(req.pool, strict=False)
         except ValueError:
-            raise InvalidOption(f"--subnet {req.pool!r} is not an IPv4 prefix") from None
-        if net.version != 4:
-            raise InvalidOption(f"--subnet {req.pool} is not IPv4")
-        return f"{options.DHCP_SPACE}/{net}", str(net)
-
-    @staticmethod
-    def _pool(pool_id: str) -> ipaddress.IPv4Network:
-        if not pool_id.startswith(options.DHCP_SPACE + "/"):
-            raise InvalidRequest(f"PoolID {pool_id!r} is not one of pynet's")
-        try:
-            return ipaddress.ip_network(pool_id.split("/", 1)[1])
-        except ValueError:
-            raise InvalidRequest(f"PoolID {pool_id!r} is not one of pynet's") from None
-
-    def _network(self, pool: ipaddress.IPv4Network) -> Network:
-        for net in self.state.nets.values():
-            if net.ipam == "dhcp" and net.v4 and ipaddress.ip_network(net.v4[0].pool) == pool:
-                return net
-        raise NotFound(f"no pynet network uses the DHCP pool {pool}; create it with "
-                       f"-o mode=transparent -o parent=IFACE --ipam-driver pynet --subnet {pool}")
-
-    async def request_address(self, req) -> str:
-        """The address (CIDR) for Docker: static ones as asked, a container's from the LAN's server."""
-        pool = self._pool(req.pool_id)
-        if req.gateway or req.address:
+            raise InvalidOption(f"--subnet {req.pool!r} is not an IP prefix") from None
+        if net.version != family:
+            raise InvalidOption(f"--subnet {req.pool} is not IPv{family}")
+        span = ""
+        if req.sub_pool:
+            if mode != "static":
+                raise InvalidOption(f"--ip-range has no meaning with --ipam-driver pynet mode {mode}: the LAN's "
+                                    f"{'router' if mode == 'slaac' else 'DHCP server'} decides; use --ipam-opt "
+                                    f"mode{'6' if req.v6 else ''}=static for pynet to choose from --ip-range")
             try:
-                ip = ipaddress.ip_address(req.address) if req.address else pool.network_address + 1
+                rng = ipaddress.ip_network(req.sub_pool, strict=False)
             except ValueError:
-                raise InvalidOption(f"address {req.address!r} is not an IP address") from None
-            if ip not in pool:
-                raise InvalidOption(f"address {ip} is not inside --subnet {pool}")
-            return f"{ip}/{pool.prefixlen}"
+                raise InvalidOption(f"--ip-range {req.sub_pool!r} is not an IP prefix") from None
+            if rng.version != family or not rng.subnet_of(net):
+                raise InvalidOption(f"--ip-range {req.sub_pool} is not inside --subnet {net}")
+            span = str(rng)
+        if mode == "slaac" and net.prefixlen != 64:
+            raise InvalidOption(f"SLAAC needs the LAN's /64 as --subnet, not {net}")
+        async with self.lock:
+            pool = self.book.new(str(net), span, mode)
+        log.info("pool", extra={"fields": {"pool": pool.id, "mode": mode, "range": span}})
+        return pool.id, str(net)
+
+    async def release_pool(self, pool_id: str) -> None:
+        async with self.lock:
+            self.book.drop(pool_id)
+
+    def claim(self, net: Network, mode) -> None:
+        """CreateNetwork: which IPAM mode serves each family of `net`, and its pools bound to it."""
+        bound = False
+        for subs, attr in ((net.v4, "ipam"), (net.v6, "ipam6")):
+            if not getattr(net, attr):
+                continue  # not pynet's address space
+            pool = self.book.claim(net.id, subs[0].pool)
+            which = pool.mode if pool else "dhcp"
+            if which in ("dhcp", "slaac") and not mode.dhcp:
+                raise InvalidOption(f"--ipam-driver pynet with {which.upper()} needs mode=transparent (the "
+                                    f"container's own MAC on the LAN), not mode={mode.NAME}; use --ipam-opt "
+                                    f"mode{'6' if attr == 'ipam6' else ''}=static")
+            if not mode.lan:
+                raise InvalidOption(f"--ipam-driver pynet is for the LAN modes (transparent, l2bridge), not "
+                                    f"mode={mode.NAME}")
+            setattr(net, attr, which)
+            if pool is not None and pool.network_id != net.id:
+                pool.network_id, bound = net.id, True
+        if bound:
+            self.book.save()
+
+    def _pool(self, pool_id: str) -> Pool:
+        return self.book.get(pool_id) or legacy(pool_id)
+
+    def _network(self, pool: Pool) -> Network:
+        if pool.network_id and pool.network_id in self.state.nets:
+            return self.state.nets[pool.network_id]
+        subnet = pool.net
+        for net in self.state.nets.values():
+            subs = net.v4 if subnet.version == 4 else net.v6
+            if (net.ipam if subnet.version == 4 else net.ipam6) and subs and ipaddress.ip_network(subs[0].pool) == subnet:
+                return net
+        raise NotFound(f"no pynet network uses the pool {subnet}; create it with -o mode=transparent "
+                       f"-o parent=IFACE --ipam-driver pynet --subnet {subnet}")
+
+    # ------------------------------------------------------------ addresses
+    async def request_address(self, req) -> str:
+        """The address (CIDR) for Docker: static ones as asked, a container's by the pool's mode."""
+        pool = self._pool(req.pool_id)
+        subnet = pool.net
+        if req.gateway or req.address:
+            return await self._reserve(pool, req)
         mac = options.valid_mac(req.mac) if req.mac else ""
         if not mac:
-            raise InvalidRequest("Docker sent no MAC address for the DHCP request")
+            raise InvalidRequest("Docker sent no MAC address for the address request")
         net = self._network(pool)
-        held = net.leases.get(mac)
+        if pool.mode == "static":
+            return await self._allocate(pool, net, mac)
+        if pool.mode == "slaac":
+            cidr = await self.acquirer.slaac(net, subnet, mac)
+            async with self.lock:
+                pool.reserved[cidr.split("/")[0]] = mac
+                self._save(pool)
+            return cidr
+        v = subnet.version
+        held = self.leases.table(net, v).get(mac)
         if held:
             return f"{held['ip']}/{held['prefixlen']}"
-        # The exchange runs outside the network's lock: a silent server holds up nothing else.
-        lease = await self.leases.client.acquire(net.parent, mac, prefix_default=pool.prefixlen)
-        if ipaddress.ip_address(lease.ip) not in pool:
-            await self.leases.client.release(net.parent, lease)
-            raise InvalidOption(f"the DHCP server on {net.parent} offered {lease.ip}, outside --subnet {pool}; "
-                                f"give the network the LAN's real subnet")
-        async with self.state.lock(net.id):
-            if mac in net.leases:  # a concurrent request for the same MAC won: keep one lease
-                await self.leases.client.release(net.parent, lease)
-                held = net.leases[mac]
-                return f"{held['ip']}/{held['prefixlen']}"
-            net.leases[mac] = lease.to_dict()
+        # The exchange runs outside every lock: a silent server holds up nothing else.
+        get = self.acquirer.dhcp4 if v == 4 else self.acquirer.dhcp6
+        lease = await get(net, subnet, mac, req.name)
+        return await self.leases.keep(net, lease, v)
+
+    def _save(self, pool: Pool) -> None:
+        if self.book.get(pool.id) is pool:
+            self.book.save()
+
+    async def _reserve(self, pool: Pool, req) -> str:
+        """The gateway, an --aux-address or an --ip: as asked, reserved (a container's --ip is probed in
+        CreateEndpoint, like any static address)."""
+        subnet = pool.net
+        try:
+            ip = ipaddress.ip_address(req.address) if req.address else subnet.network_address + 1
+        except ValueError:
+            raise InvalidOption(f"address {req.address!r} is not an IP address") from None
+        if ip not in subnet:
+            raise InvalidOption(f"address {ip} is not inside --subnet {subnet}")
+        holder = "gateway" if req.gateway else (options.valid_mac(req.mac) if req.mac else "aux")
+        async with self.lock:
+            other = pool.reserved.get(str(ip))
+            if other and other != holder and ":" in holder:
+                raise Conflict(f"address {ip} is already taken in {subnet} ({other}); give the container "
+                               f"another --ip")
+            pool.reserved[str(ip)] = holder
+            self._save(pool)
+        return f"{ip}/{subnet.prefixlen}"
+
+    def _taken(self, pool: Pool, net: Network) -> set[str]:
+        """What a static pool must not hand out besides its reservations: addresses being probed, the
+        network's gateways, its endpoints' addresses and leases (also when ipam.json was lost)."""
+        taken = set(pool.reserved) | {ip for pid, ip in self.pending if pid == pool.id}
+        taken |= {str(ipaddress.ip_interface(g).ip) for g in net.gateways()}
+        for ep in net.endpoints.values():
+            taken |= {str(ipaddress.ip_interface(a).ip) for a in (ep.ipv4, ep.ipv6) if a}
+        return taken
+
+    async def _allocate(self, pool: Pool, net: Network, mac: str) -> str:
+        prefix = pool.net.prefixlen
+        skipped: dict[str, str] = {}
+        host = await self.guard.host_addresses()
+        for _ in range(TRIES):
+            async with self.lock:
+                mine = [ip for ip, holder in pool.reserved.items() if holder == mac]
+                if mine:  # Docker asks again for the same container
+                    return f"{mine[0]}/{prefix}"
+                ip = next(candidates(pool, self._taken(pool, net) | host | set(skipped)), None)
+                if ip is None:
+                    raise Conflict(f"no free address left in {pool.range or pool.subnet}"
+                                   + (f" (in use on the LAN: {', '.join(f'{k} by {v}' for k, v in skipped.items())})"
+                                      if skipped else "") + "; give the network a larger --ip-range")
+                self.pending.add((pool.id, ip))
             try:
-                self.state.save(net)
-            except BaseException:
-                net.leases.pop(mac, None)
-                await self.leases.client.release(net.parent, lease)
-                raise
-        log.info("lease acquired", extra={"fields": {"mac": mac, "ip": lease.ip, "server": lease.server,
-                                                     "lease_s": lease.lease_time}})
-        self.leases.start(net.id, mac)
-        return f"{lease.ip}/{lease.prefixlen}"
+                answer = await self.guard.probe(net, ip)
+            finally:
+                self.pending.discard((pool.id, ip))
+            if answer:
+                log.warning("address skipped: in use on the LAN", extra={"fields": {"ip": ip, "answer": answer}})
+                skipped[ip] = answer
+                continue
+            async with self.lock:
+                pool.reserved[ip] = mac
+                try:
+                    self._save(pool)
+                except BaseException:
+                    pool.reserved.pop(ip, None)
+                    raise
+            return f"{ip}/{prefix}"
+        raise Conflict(f"the first {TRIES} free addresses of {pool.range or pool.subnet} are in use on the LAN "
+                       f"({', '.join(f'{k} by {v}' for k, v in skipped.items())}); give the network an --ip-range "
+                       f"the LAN does not use")
 
     async def release_address(self, req) -> None:
-        pool = self._pool(req.pool_id)
+        try:
+            pool = self._pool(req.pool_id)
+        except InvalidRequest:
+            return
+        ip = req.address.split("/")[0]
+        async with self.lock:
+            if pool.reserved.pop(ip, None) is not None:
+                self._save(pool)
+        if pool.mode != "dhcp":
+            return
         try:
             net = self._network(pool)
         except NotFound:
             return
         async with self.state.locked(net.id) as known:
-            if not known:
-                return
-            for mac, held in list(net.leases.items()):
-                if held["ip"] == req.address.split("/")[0]:
-                    await self.leases.release(net, mac)
-                    self.state.save(net)
+            if known:
+                await self.leases.release_ip(net, ip, pool.net.version)

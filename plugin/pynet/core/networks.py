@@ -31,6 +31,10 @@ def merge(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 class Networks(Part):
+    def __init__(self, *part, ipam):
+        super().__init__(*part)
+        self.ipam = ipam
+
     # ------------------------------------------------------------ what a network puts in the firewall
     def elements(self, net: Network, with_endpoints: bool = True) -> dict[str, list[str]]:
         mode = self.modes[net.mode]
@@ -64,6 +68,7 @@ class Networks(Part):
     async def create(self, req) -> None:
         net = options.build_network(req, self.prefix, self.modes)
         mode = self.modes[net.mode]
+        self.ipam.claim(net, mode)  # which of pynet's IPAM modes serve it (--ipam-driver pynet)
         await mode.prepare(net)
         async with self.state.nets_lock:
             old = self.state.nets.get(net.id)

@@ -32,4 +32,6 @@ def detail(net: Network, mode) -> dict:
 
 
 def leases(nets) -> list[dict]:
-    return [dict(lease, network=n.id) for n in nets for lease in n.leases.values()]
+    """DHCPv4 and DHCPv6 leases; state "bound", or "lost" (expired or refused: the address was taken away)."""
+    return [dict(lease, network=n.id, family=family, state="lost" if lease.get("lost_at") else "bound")
+            for n in nets for family, table in ((4, n.leases), (6, n.leases6)) for lease in table.values()]

@@ -53,7 +53,7 @@ from pyroute2.dhcp.dhcp4socket import AsyncDHCP4Socket
 from pyroute2.dhcp.messages import ReceivedDHCPMessage, SentDHCPMessage
 
 from ..errors import KernelError
-from .codec import (ACK, BROADCAST_MAC, DISCOVER, NAK, OFFER, RELEASE, REQUEST, DhcpError, DhcpNak, _mac_bytes,
+from .codec import (ACK, BROADCAST_MAC, DECLINE, DISCOVER, NAK, OFFER, RELEASE, REQUEST, DhcpError, DhcpNak, _mac_bytes,
                     _mask_prefix, _unicast, check_address, client_id_for, decode_reply, fqdn_option, request)
 from .lease import Lease
 from .timers import clamp_times
@@ -227,13 +227,26 @@ class Client:
         else:
             msg = SentDHCPMessage(dhcp=payload, eth_src=lease.mac, ip_src=lease.ip, ip_dst=lease.server,
                                   eth_dst=lease.server_mac)
+        return await self._confirm(ifname, lease, msg, "renew")
+
+    async def reboot(self, ifname: str, lease: Lease) -> Lease:
+        """INIT-REBOOT (RFC 2131 3.2): a broadcast REQUEST for the address of a lease that ran out (the
+        container no longer has it, so ciaddr is 0 and the answer comes by broadcast)."""
+        xid = int.from_bytes(os.urandom(4), "big")
+        payload = request(REQUEST, xid, lease.mac, lease.client_id_bytes(), requested=lease.ip,
+                          hostname=lease.hostname, domain=lease.domain)
+        return await self._confirm(ifname, lease, SentDHCPMessage(dhcp=payload, eth_src=lease.mac), "get back")
+
+    async def _confirm(self, ifname: str, lease: Lease, msg: SentDHCPMessage, what: str) -> Lease:
+        """Send a REQUEST for `lease.ip`; the renewed lease, or DhcpNak when the server says it is gone."""
+        cid = lease.client_id_bytes()
         sent = time.time()
         async with self._socket(ifname, lease.mac) as sock:
             ack = await self._exchange(sock, ifname, msg, lease.mac, (ACK, NAK))
         if ack.dhcp["options"]["message_type"] == NAK:
-            raise DhcpNak(f"the DHCP server refused to renew {lease.ip} for {lease.mac} (NAK)")
+            raise DhcpNak(f"the DHCP server refused to {what} {lease.ip} for {lease.mac} (NAK)")
         if ack.dhcp["yiaddr"] != lease.ip:
-            raise DhcpNak(f"the DHCP server answered the renewal of {lease.ip} for {lease.mac} with another "
+            raise DhcpNak(f"the DHCP server answered the request for {lease.ip} for {lease.mac} with another "
                           f"address ({ack.dhcp['yiaddr']}): {lease.ip} is no longer leased")
         new = self._lease(ack, lease.mac, lease.prefixlen, sent, hostname=lease.hostname, identity=lease.identity,
                           client_id=cid, domain=lease.domain)
@@ -243,6 +256,16 @@ class Client:
         if not new.router:
             new.router = lease.router
         return new
+
+    async def decline(self, ifname: str, lease: Lease) -> None:
+        """DHCPDECLINE (broadcast, RFC 2131 3.1.5): the leased address is in use on the LAN; no answer expected."""
+        xid = int.from_bytes(os.urandom(4), "big")
+        payload = request(DECLINE, xid, lease.mac, lease.client_id_bytes(), requested=lease.ip, server=lease.server)
+        async with self._socket(ifname, lease.mac) as sock:
+            try:
+                await sock.put(SentDHCPMessage(dhcp=payload, eth_src=lease.mac))
+            except OSError as e:
+                raise KernelError(f"cannot send DHCP on {ifname}: {e.strerror or e}") from None
 
     async def release(self, ifname: str, lease: Lease) -> None:
         """DHCPRELEASE, unicast to the server, with the lease's client-id; no answer is expected."""

@@ -17,7 +17,9 @@ Contract for the core (transparent mode, IPv6 from the LAN's DHCPv6 server)
   the DUID: DUID-UUID (RFC 6355, type 4) = 00:04 + uuid5(IDENTITY_NAMESPACE, identity), and the IAID = the
   first 4 bytes of that UUID. A DUID-LL/LLT from the MAC would change with the MAC; DUID-EN needs an
   enterprise number pynet does not have. `duid_for(identity)` gives the bytes for an admin's reservation
-  (dnsmasq: `dhcp-host=id:00:04:...,[fd00::50]`); the lease shows it as `duid`.
+  (dnsmasq: `dhcp-host=id:00:04:...,[fd00::50]`); the lease shows it as `duid`. Without an identity ("")
+  the DUID is DUID-LL of the MAC (00:03:00:01 + MAC) and the IAID its last 4 bytes: what an admin can
+  reserve for by MAC, and what changes with the MAC.
 - `hostname` with `domain`: option 39 (client FQDN, flag S: the server updates AAAA); `hostname` alone is
   sent as a single-label (partial) name. DHCPv6 carries no prefix length: `prefix` (the network's IPv6
   subnet) gives `lease.prefixlen` (else 64) and the address must lie inside it.
@@ -40,69 +42,20 @@ import logging
 import os
 import struct
 import time
-from dataclasses import asdict, dataclass, field
 
 from . import link6
 from .codec import DhcpError, DhcpNak
-from .codec6 import (ADVERTISE, NAMES, OPT_CLIENTID, OPT_DNS_SERVERS, OPT_ELAPSED_TIME, OPT_IA_NA,
+from .codec6 import (ADVERTISE, DECLINE, NAMES, OPT_CLIENTID, OPT_DNS_SERVERS, OPT_ELAPSED_TIME, OPT_IA_NA,
                      OPT_ORO, OPT_SERVERID, OPT_STATUS_CODE, REBIND, RELEASE, RENEW, REPLY, REQUEST, SOLICIT, STATUS_NAMES,
-                     SUCCESS, IaAddr, IaNa, Message, build, check_address6, duid_for, first, fqdn_option, ia_na,
-                     iaid_for, option, parse, parse_ia_na, status)
-from .timers import clamp_times, schedule
+                     SUCCESS, IaAddr, IaNa, Message, build, check_address6, duid_for, duid_ll, first, fqdn_option,
+                     ia_na, iaid_for, iaid_ll, option, parse, parse_ia_na, status)
+from .lease import Lease6, next_action6
+from .timers import clamp_times
 
 log = logging.getLogger("pynet.dhcp6")
+next_action = next_action6  # client6.next_action(lease, now, last_attempt), as dhcp.next_action for v4
 
 # ---------------------------------------------------------------- the lease
-
-@dataclass
-class Lease6:
-    mac: str
-    ip: str
-    prefixlen: int
-    iaid: int
-    duid: str  # ours, hex
-    server_duid: str  # hex
-    server_ip: str  # the server's link-local address
-    server_mac: str
-    t1: int
-    t2: int
-    preferred: int
-    valid: int  # clamped; the lease ends at acquired + valid
-    acquired: float  # epoch seconds when the message that got the last REPLY was first sent
-    identity: str = ""
-    hostname: str = ""
-    domain: str = ""
-    renewals: int = 0
-    notes: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def _times(self) -> tuple[int, int, int]:
-        return clamp_times(self.valid, self.t1, self.t2)
-
-    @property
-    def expires(self) -> float:
-        return self.acquired + self._times()[0]
-
-    @property
-    def renew_at(self) -> float:
-        return self.acquired + self._times()[1]
-
-    @property
-    def rebind_at(self) -> float:
-        return self.acquired + self._times()[2]
-
-    def expired(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires
-
-
-def next_action(lease: Lease6, now: float, last_attempt: float | None = None) -> tuple[str, float]:
-    """What the core's renewal loop does next for `lease` at `now`: ("renew"|"rebind"|"expired", at)."""
-    valid, t1, t2 = lease._times()
-    return schedule(lease.acquired, t1, t2, valid, now, last_attempt)
-
 
 # ---------------------------------------------------------------- the client
 
@@ -230,7 +183,7 @@ class Client6:
     async def acquire(self, ifname: str, mac: str, identity: str, *, hostname: str = "", domain: str = "",
                       prefix: str | None = None) -> Lease6:
         mac = mac.lower()
-        duid, iaid = duid_for(identity), iaid_for(identity)
+        duid, iaid = (duid_for(identity), iaid_for(identity)) if identity else (duid_ll(mac), iaid_ll(mac))
         net = ipaddress.IPv6Network(prefix, strict=False) if prefix else None
         if hostname:
             fqdn_option(hostname, domain)  # refuse a bad name before anything is sent
@@ -280,16 +233,23 @@ class Client6:
 
     async def release(self, ifname: str, lease: Lease6) -> None:
         """RELEASE to the server that granted the lease; its REPLY is awaited once, silence is only logged."""
+        await self._give_back(ifname, lease, RELEASE)
+
+    async def decline(self, ifname: str, lease: Lease6) -> None:
+        """DECLINE (RFC 8415 18.2.8): the leased address is in use on the LAN; as release()."""
+        await self._give_back(ifname, lease, DECLINE)
+
+    async def _give_back(self, ifname: str, lease: Lease6, msg_type: int) -> None:
         duid = bytes.fromhex(lease.duid)
         txid = int.from_bytes(os.urandom(3), "big")
         async with self._tap(ifname, lease.mac) as tap:
             try:
                 await self._exchange(
                     tap, ifname, lease.mac,
-                    lambda el: self._frame(lease.mac, build(RELEASE, txid, [
+                    lambda el: self._frame(lease.mac, build(msg_type, txid, [
                         option(OPT_CLIENTID, duid), option(OPT_ELAPSED_TIME, struct.pack("!H", el)),
                         option(OPT_SERVERID, bytes.fromhex(lease.server_duid)), ia_na(lease.iaid, [lease.ip])])),
                     txid, (REPLY,), duid, retries=1)
             except DhcpError as e:
-                log.warning("DHCPv6 release not confirmed", extra={"fields": {"mac": lease.mac, "ip": lease.ip,
+                log.warning(f"DHCPv6 {NAMES[msg_type]} not confirmed", extra={"fields": {"mac": lease.mac, "ip": lease.ip,
                                                                              "error": str(e)}})

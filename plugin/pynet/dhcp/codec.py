@@ -120,7 +120,7 @@ def request(msg_type: int, xid: int, mac: str, client_id: bytes, *, ciaddr: str 
         opts["requested_ip"] = requested
     if server:
         opts["server_id"] = server
-    if msg_type != RELEASE:
+    if msg_type not in (RELEASE, DECLINE):
         if hostname and domain:
             opts["client_fqdn"] = fqdn_option(hostname, domain)
         elif hostname:

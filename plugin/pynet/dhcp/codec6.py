@@ -31,6 +31,18 @@ def duid_for(identity: str) -> bytes:
     return b"\x00\x04" + uuid.uuid5(IDENTITY_NAMESPACE, identity).bytes
 
 
+def duid_ll(mac: str) -> bytes:
+    """DUID-LL (RFC 8415 11.4): 0x0003, hardware type 1 (Ethernet), the MAC: for a container without a name."""
+    raw = bytes(int(x, 16) for x in mac.split(":"))
+    if len(raw) != 6:
+        raise DhcpError(f"{mac!r} is not a MAC address")
+    return b"\x00\x03\x00\x01" + raw
+
+
+def iaid_ll(mac: str) -> int:
+    return int.from_bytes(duid_ll(mac)[-4:], "big")
+
+
 def iaid_for(identity: str) -> int:
     return int.from_bytes(duid_for(identity)[2:6], "big")
 

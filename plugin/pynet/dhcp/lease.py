@@ -1,4 +1,4 @@
-"""A DHCPv4 lease as pynet keeps it (state files hold `to_dict()`), and its next step (pure)."""
+"""DHCPv4 and DHCPv6 leases as pynet keeps them (state files hold `to_dict()`), and their next step (pure)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class Lease:
     client_id: str = ""  # option 61 as sent, hex; "" = legacy type 1 + MAC
     domain: str = ""  # with hostname: option 81 carries hostname.domain
     notes: list = field(default_factory=list)  # what pynet overrode in the server's last answer
+    # Set when the lease ended with no server renewing it (expiry, or a NAK): the address was taken away.
+    lost_at: float = 0.0
+    lost_why: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,3 +69,55 @@ def next_action(lease: Lease, now: float, last_attempt: float | None = None) -> 
     lifetime, t1, t2 = clamp_times(lease.lease_time, lease.t1, lease.t2)
     return schedule(lease.acquired, t1, t2, lifetime, now, last_attempt)
 
+
+@dataclass
+class Lease6:
+    mac: str
+    ip: str
+    prefixlen: int
+    iaid: int
+    duid: str  # ours, hex
+    server_duid: str  # hex
+    server_ip: str  # the server's link-local address
+    server_mac: str
+    t1: int
+    t2: int
+    preferred: int
+    valid: int  # clamped; the lease ends at acquired + valid
+    acquired: float  # epoch seconds when the message that got the last REPLY was first sent
+    identity: str = ""
+    hostname: str = ""
+    domain: str = ""
+    renewals: int = 0
+    notes: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    # Set when the lease ended with no server renewing it (expiry, or a NAK): the address was taken away.
+    lost_at: float = 0.0
+    lost_why: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def _times(self) -> tuple[int, int, int]:
+        return clamp_times(self.valid, self.t1, self.t2)
+
+    @property
+    def expires(self) -> float:
+        return self.acquired + self._times()[0]
+
+    @property
+    def renew_at(self) -> float:
+        return self.acquired + self._times()[1]
+
+    @property
+    def rebind_at(self) -> float:
+        return self.acquired + self._times()[2]
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires
+
+
+def next_action6(lease: Lease6, now: float, last_attempt: float | None = None) -> tuple[str, float]:
+    """What the core's renewal loop does next for `lease` at `now`: ("renew"|"rebind"|"expired", at)."""
+    valid, t1, t2 = lease._times()
+    return schedule(lease.acquired, t1, t2, valid, now, last_attempt)

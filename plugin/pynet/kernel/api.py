@@ -1,8 +1,8 @@
-"""The kernel boundary, as the core and the modes see it: what Links and Nft must offer.
+"""The kernel boundary, as the core and the modes see it: what Links, Nft and the Prober must offer.
 
-kernel/links.py (pyroute2) and kernel/nft.py (libnftables) implement these; the unit
-tests' fakes implement them too, and a test checks both against these Protocols
-(same methods, same parameters), so a fake cannot drift from the real thing unseen.
+kernel/links.py (pyroute2), kernel/nft.py (libnftables) and kernel/probe.py (packet sockets)
+implement these; the unit tests' fakes implement them too, and a test checks both against these
+Protocols (same methods, same parameters), so a fake cannot drift from the real thing unseen.
 """
 
 from __future__ import annotations
@@ -53,6 +53,13 @@ class LinksAPI(Protocol):
     async def default_routers(self, dev: str) -> list[str]: ...
 
     async def addresses(self) -> list[tuple[str, str]]: ...
+
+    async def container_addr(self, sandbox: str, mac: str, cidr: str, present: bool) -> bool: ...
+
+
+@runtime_checkable
+class ProbeAPI(Protocol):
+    async def probe(self, ifname: str, ip: str, count: int = 2, wait: float = 0.2) -> str: ...
 
 
 @runtime_checkable

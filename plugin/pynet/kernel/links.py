@@ -15,6 +15,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
 from .routes import RouteOps
+from .sandbox import set_container_addr
 
 IFA_F_NODAD = 0x02
 RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
@@ -213,6 +214,11 @@ class Links(RouteOps):
                 await self.delete(host)
             raise
         return created
+
+    async def container_addr(self, sandbox: str, mac: str, cidr: str, present: bool) -> bool:
+        """`cidr` added to (present) or removed from the interface with `mac` in the container's namespace."""
+        return await set_container_addr(sandbox, mac, cidr, present)
+
 
 def _same_owner(link: LinkInfo, alias: str) -> None:
     """Link names hold a prefix of an object's ID: two IDs sharing it must not share the link."""

@@ -32,7 +32,7 @@ import socket
 from ..kernel import announce
 from ..model import Endpoint, Network, Route, id_hex
 from .base import quoted
-from .lan import LanMode
+from .lan import LAN_OPTIONS, LanMode
 
 RULE_PRIORITY = 20100
 LINK_LOCAL_GW = "fe80::1"
@@ -45,7 +45,7 @@ def table_id(net: Network) -> int:
 
 class L2BridgeMode(LanMode):
     NAME = "l2bridge"
-    OPTIONS = frozenset({"parent"})
+    OPTIONS = LAN_OPTIONS
     forwards = True
     host_side = True
     kernel_needs = ("veth",)

@@ -13,12 +13,14 @@ import re
 
 from ..errors import Conflict, InvalidOption
 from ..model import Endpoint, Network
-from ..options import valid_ifname
+from ..options import parse_bool, valid_ifname
 from .base import Mode
+
+LAN_OPTIONS = frozenset({"parent", "probe"})
 
 
 class LanMode(Mode):
-    lan = True
+    lan = True  # also: addresses are checked against the host's and probed on the LAN (core/guard.py)
 
     def configure(self, net: Network, user: dict[str, str], prefix: str) -> None:
         if net.internal:
@@ -27,6 +29,7 @@ class LanMode(Mode):
         if not user.get("parent"):
             raise InvalidOption(f"mode={self.NAME} needs -o parent=<host interface on the LAN> (e.g. eth0 or eth0.50)")
         net.parent = valid_ifname("parent", user["parent"])
+        net.probe = parse_bool("probe", user.get("probe", True))
         net.bridge = ""
         m = re.fullmatch(r"(.+)\.(\d+)", net.parent)
         if m:

@@ -10,14 +10,16 @@ any interface), so traffic flows both ways.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from ..errors import InvalidOption
 from ..model import Endpoint, Network, id_hex, link_name
 from ..options import parse_bool
 from .base import CREATED, GONE, IN_CONTAINER
-from .lan import LanMode
+from .lan import LAN_OPTIONS, LanMode
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def host_routes(ep: Endpoint) -> list[str]:
@@ -36,7 +38,7 @@ def shim_mac(net_id: str) -> str:
 
 class TransparentMode(LanMode):
     NAME = "transparent"
-    OPTIONS = frozenset({"parent", "host_shim", "macvlan_mode"})
+    OPTIONS = LAN_OPTIONS | {"host_shim", "macvlan_mode", "dhcp_domain"}
     ALIASES = {"macvlan_mode": "macvlan_mode"}
     dhcp = True
     kernel_needs = ("macvlan",)
@@ -49,6 +51,17 @@ class TransparentMode(LanMode):
         if net.macvlan_mode not in MACVLAN_MODES:
             raise InvalidOption(f"option macvlan_mode must be {', '.join(MACVLAN_MODES[:-1])} or passthru, "
                                 f"got {net.macvlan_mode!r}")
+        domain = user.get("dhcp_domain", "").strip().lower().rstrip(".")
+        if domain and (len(domain) > 200 or not all(_LABEL.fullmatch(x) for x in domain.split("."))):
+            raise InvalidOption(f"option dhcp_domain must be a DNS domain (labels of a-z, 0-9 and '-'), "
+                                f"got {user['dhcp_domain']!r}")
+        net.dhcp_domain = domain
+
+    async def check(self, net: Network, others: list[Network]) -> None:
+        await super().check(net, others)
+        if net.dhcp_domain and "dhcp" not in (net.ipam, net.ipam6):
+            raise InvalidOption("option dhcp_domain names the domain sent to the LAN's DHCP server: it needs "
+                                "--ipam-driver pynet (DHCP)")
 
     def link_names(self, net: Network) -> set[str]:
         names = {net.shim} | {ep.peer_if for ep in net.endpoints.values()} | self.vlan_links(net)
