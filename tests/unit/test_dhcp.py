@@ -295,6 +295,33 @@ async def test_release_carries_the_client_id(lan):
     assert (req["dst"], req["eth_dst"]) == ("192.168.1.1", SERVER_MAC)
 
 
+async def test_decline_broadcasts_the_address_in_use(lan):
+    client = dhcp.Client()
+    fake = lan(lambda req: None, client)
+    await client.decline("eth0", held(identity="web-1", client_id="00" + b"web-1".hex()))
+    (req,) = fake.seen
+    assert req["opts"][53] == bytes([dhcp.DECLINE]) and req["ciaddr"] == "0.0.0.0"
+    assert req["opts"][50] == ip4("192.168.1.20") and req["opts"][54] == ip4("192.168.1.1")
+    assert req["opts"][61] == b"\x00web-1" and 12 not in req["opts"] and 55 not in req["opts"]
+    assert (req["dst"], req["eth_dst"], req["eth_src"]) == ("255.255.255.255", "ff:ff:ff:ff:ff:ff", MAC)
+
+
+async def test_reboot_asks_for_a_lost_address_by_broadcast(lan):
+    """INIT-REBOOT: the container no longer has the address (ciaddr 0), so the server answers by broadcast."""
+    client = dhcp.Client(retries=1, timeout=1.0)
+    fake = lan(server(), client)
+    lost = held(lost_at=5000.0, lost_why="expired", renewals=4)
+    new = await client.reboot("eth0", lost)
+    assert (new.ip, new.lost_at, new.lost_why, new.renewals) == ("192.168.1.20", 0.0, "", 5)
+    (req,) = fake.seen
+    assert req["opts"][53] == bytes([dhcp.REQUEST]) and req["ciaddr"] == "0.0.0.0" and req["flags"] == 0x8000
+    assert req["opts"][50] == ip4("192.168.1.20") and 54 not in req["opts"] and req["opts"][12] == b"web-1"
+    client2 = dhcp.Client(retries=1, timeout=1.0)
+    lan(server(nak=True), client2)
+    with pytest.raises(dhcp.DhcpNak, match=r"refused to get back 192.168.1.20"):
+        await client2.reboot("eth0", lost)
+
+
 async def test_release_without_server_sends_nothing(lan):
     client = dhcp.Client()
     fake = lan(lambda req: None, client)

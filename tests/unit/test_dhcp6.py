@@ -191,6 +191,19 @@ def test_fqdn_option():
 
 # ---------------------------------------------------------------- the client
 
+async def test_without_identity_the_duid_is_the_macs(taps):
+    """An engine that names no container (before Docker 29): DUID-LL of the MAC, IAID its last 4 bytes."""
+    assert codec6.duid_ll(MAC) == b"\x00\x03\x00\x01" + bytes.fromhex(MAC.replace(":", ""))
+    assert codec6.iaid_ll(MAC) == int.from_bytes(bytes.fromhex(MAC.replace(":", ""))[2:], "big")
+    c = client()
+    made = taps(c, server())
+    lease = await c.acquire("eth0", MAC, "", prefix=PREFIX)
+    assert (lease.duid, lease.iaid, lease.identity) == (codec6.duid_ll(MAC).hex(), codec6.iaid_ll(MAC), "")
+    assert sent_by(made)[0]["opts"][1] == codec6.duid_ll(MAC)
+    await c.decline("eth0", lease)
+    assert sent_by(made)[-1]["type"] == codec6.DECLINE and sent_by(made)[-1]["opts"][1] == codec6.duid_ll(MAC)
+
+
 async def test_acquire_solicit_advertise_request_reply(taps):
     c = client()
     made = taps(c, server())
