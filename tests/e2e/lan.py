@@ -75,6 +75,7 @@ class Lan:
 
     def start_dhcp(self, *extra: str) -> None:
         """dnsmasq: DHCPv4, DHCPv6 (M flag on fd77::/64) and RAs (fd78::/64 for SLAAC); `extra` args."""
+        self.stop_server()
         self.leases.unlink(missing_ok=True)
         self.dnsmasq_log.unlink(missing_ok=True)
         self.dnsmasq = subprocess.Popen(
@@ -91,11 +92,22 @@ class Lan:
 
     def start_fake_dhcp(self, scenario: dict) -> None:
         """A hostile DHCPv4 server (tests/netns/dhcp_fake_server.py) on r0 instead of dnsmasq."""
+        self.stop_server()
         self.dnsmasq = subprocess.Popen(["ip", "netns", "exec", self.router.name, sys.executable, FAKE_SERVER, "r0",
                                          json.dumps(scenario)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
         line = self.dnsmasq.stdout.readline().strip()
         assert line == "ready", (line, self.dnsmasq.stderr.read() if self.dnsmasq.poll() is not None else "")
+
+    def stop_server(self) -> None:
+        """The LAN's DHCP server (dnsmasq or the fake one) goes away."""
+        if self.dnsmasq:
+            self.dnsmasq.kill()
+            self.dnsmasq.wait()
+            for f in (self.dnsmasq.stdout, self.dnsmasq.stderr):
+                if f:
+                    f.close()
+            self.dnsmasq = None
 
     def mac_of(self, ns: Netns, ifname: str) -> str:
         return json.loads(ns.run("ip", "-j", "link", "show", ifname).stdout)[0]["address"]
@@ -122,12 +134,7 @@ class Lan:
             return []
 
     def close(self) -> None:
-        if self.dnsmasq:
-            self.dnsmasq.kill()
-            self.dnsmasq.wait()
-            for f in (self.dnsmasq.stdout, self.dnsmasq.stderr):
-                if f:
-                    f.close()
+        self.stop_server()
         self.leases.unlink(missing_ok=True)
         self.dnsmasq_log.unlink(missing_ok=True)
         sh("ip", "link", "del", self.parent, check=False)
