@@ -474,3 +474,14 @@ async def test_nat_endpoints_are_not_probed(docker, driver):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body(net_id=ID_B))
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(net_id=ID_B))
     assert driver.guard.prober.calls == []
+
+
+async def test_an_address_handed_out_again_is_probed_again(docker, links, driver):
+    """The IPAM's mark spares the next CreateEndpoint one probe; a later container with the address is probed."""
+    pid = await lan_net(docker, links, mode="static")
+    ip = await address(docker, pid)
+    assert [c[1] for c in driver.guard.prober.calls] == [ip.split("/")[0]]
+    for _ in range(2):
+        await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(address=ip, mac=MAC))
+        await docker.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": ID_A, "EndpointID": EP_1})
+    assert [c[1] for c in driver.guard.prober.calls] == [ip.split("/")[0]] * 2

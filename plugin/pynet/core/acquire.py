@@ -50,7 +50,10 @@ class Acquirer:
         if owner:
             return f"it is the host's own address (on {owner})"
         mac = await self.guard.probe(net, ip)
-        return f"{mac} answered a probe for it" if mac else ""
+        if mac:
+            return f"{mac} answered a probe for it"
+        self.guard.mark(net, ip)
+        return ""
 
     async def dhcp4(self, net: Network, subnet, mac: str, name: str):
         client = self.leases.client

@@ -6,9 +6,10 @@ Two checks, both before anything is touched:
   - a probe on the network's parent (kernel/probe.py: an ARP probe, or a DAD neighbour solicitation),
     unless the network has -o probe=false or the config probe_wait 0.
 CreateEndpoint calls admit() before it takes the network's lock (no network I/O under a lock), and
-before the container's macvlan or veth exists. pynet's IPAM probes the addresses it chooses itself
-(DHCP, SLAAC, static pools) and marks them: admit() does not probe an address marked in the last
-FRESH seconds again, so a `docker run` pays for one probe per address.
+before the container's macvlan or veth exists. pynet's IPAM probes the addresses it hands out itself
+(DHCP, SLAAC, static pools) and marks them: the CreateEndpoint that follows (within FRESH seconds)
+takes the mark instead of probing again, so a `docker run` pays for one probe per address. A mark
+serves once: a later container given the same address is probed again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class AddressGuard:
         self.prober = prober
         self.wait = wait
         self.count = count
-        self.probed: dict[tuple[str, str], float] = {}  # (network ID, IP) -> monotonic time of a silent probe
+        self.probed: dict[tuple[str, str], float] = {}  # (network ID, IP) -> when the IPAM handed it out, probed
 
     async def host_owner(self, ip: str) -> str:
         """The host interface that has `ip`, or ""."""
@@ -48,24 +49,23 @@ class AddressGuard:
         return net.probe and self.wait > 0
 
     async def probe(self, net: Network, ip: str) -> str:
-        """The MAC that answered a probe for `ip` on the network's parent, or "" (marked fresh then)."""
+        """The MAC that answered a probe for `ip` on the network's parent, or "" (nobody, or not probing)."""
         if not self.probing(net):
             return ""
         t0 = time.monotonic()
         mac = await self.prober.probe(net.parent, ip, self.count, self.wait)
         log.debug("probed", extra={"fields": {"network": net.id[:12], "ip": ip, "answer": mac,
                                                "ms": round((time.monotonic() - t0) * 1000, 1)}})
-        if not mac:
-            self.mark(net, ip)
         return mac
 
     def mark(self, net: Network, ip: str) -> None:
+        """pynet's IPAM hands out `ip`, probed just now: its CreateEndpoint need not probe again."""
         now = time.monotonic()
         self.probed = {k: t for k, t in self.probed.items() if now - t < FRESH}
         self.probed[(net.id, ip)] = now
 
-    def fresh(self, net: Network, ip: str) -> bool:
-        t = self.probed.get((net.id, ip))
+    def take_mark(self, net: Network, ip: str) -> bool:
+        t = self.probed.pop((net.id, ip), None)
         return t is not None and time.monotonic() - t < FRESH
 
     async def admit(self, net: Network, ep: Endpoint) -> None:
@@ -77,7 +77,7 @@ class AddressGuard:
                 raise Conflict(f"address {ip} is configured on this host ({await self.host_owner(ip)}): a container "
                                f"cannot have it; give the container another --ip, or recreate the network with an "
                                f"--ip-range that leaves it out, or reserve it with --aux-address host={ip}")
-        todo = [ip for ip in ips if not self.fresh(net, ip)]
+        todo = [ip for ip in ips if not self.take_mark(net, ip)]
         answers = await asyncio.gather(*(self.probe(net, ip) for ip in todo))
         for ip, mac in zip(todo, answers):
             if mac:

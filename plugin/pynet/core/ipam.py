@@ -227,6 +227,7 @@ class Ipam:
                 except BaseException:
                     pool.reserved.pop(ip, None)
                     raise
+            self.guard.mark(net, ip)
             return f"{ip}/{prefix}"
         raise Conflict(f"the first {TRIES} free addresses of {pool.range or pool.subnet} are in use on the LAN "
                        f"({', '.join(f'{k} by {v}' for k, v in skipped.items())}); give the network an --ip-range "
