@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, ports, protocol, proxy_off, recovery
+from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery
 
 
 class Section(NamedTuple):
@@ -26,5 +26,6 @@ SECTIONS = [
     Section("iperf3", iperf3.measure),
     Section("ports", ports.measure),
     Section("lan", lan.measure, cleanup=lan.cleanup),
+    Section("lan_run", lan_run.measure, cleanup=lan.cleanup),
     Section("ports_proxy_off", proxy_off.measure, restarts_dockerd=True),
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, ports, protocol, proxy_off, recovery
+from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery
 from .fmt import fmt
 from .page import Page
 
@@ -31,11 +31,13 @@ PARTS = [  # in the report's order
     Part("iperf3", "4. Throughput (iperf3, TCP)", iperf3.render, iperf3.headline),
     Part("recovery", "5. Recovery after `kill -9`", recovery.render, recovery.headline),
     Part("lan", "6. Throughput container ↔ LAN (iperf3, TCP)", lan.render, lan.headline),
+    Part("lan_run", "6b. What the LAN address checks cost `docker run`", lan_run.render, lan_run.headline,
+         lan_run.not_run),
     Part("ports_proxy_off", "7. Published ports with Docker's `--userland-proxy=false`", proxy_off.render,
          proxy_off.headline, proxy_off.not_run),
 ]
 # the headlines' order (what a user feels first); a part not named here follows, in the report's order
-HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "ports_proxy_off", "recovery", "protocol")
+HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "ports_proxy_off", "recovery", "protocol")
 
 
 def write(out: Path, r: dict, proxy_off: bool = False) -> None:
