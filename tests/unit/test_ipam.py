@@ -485,3 +485,15 @@ async def test_an_address_handed_out_again_is_probed_again(docker, links, driver
         await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(address=ip, mac=MAC))
         await docker.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": ID_A, "EndpointID": EP_1})
     assert [c[1] for c in driver.guard.prober.calls] == [ip.split("/")[0]] * 2
+
+
+def test_candidates_skip_the_subnets_own_addresses():
+    from itertools import islice
+
+    from pynet.core.pools import Pool, candidates
+
+    assert list(candidates(Pool(id="x", subnet="10.0.0.0/30"), set())) == ["10.0.0.1", "10.0.0.2"]
+    ranged = Pool(id="x", subnet="10.0.0.0/24", range="10.0.0.252/30")
+    assert list(candidates(ranged, {"10.0.0.253"})) == ["10.0.0.252", "10.0.0.254"]  # .255 is the broadcast
+    v6 = Pool(id="x", subnet="fd00::/64")
+    assert list(islice(candidates(v6, {"fd00::1"}), 2)) == ["fd00::2", "fd00::3"]  # :: is the subnet-router anycast

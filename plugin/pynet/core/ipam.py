@@ -109,13 +109,13 @@ class Ipam:
                 continue  # not pynet's address space
             pool = self.book.claim(net.id, subs[0].pool)
             which = pool.mode if pool else "dhcp"
+            if not mode.lan:
+                raise InvalidOption(f"--ipam-driver pynet is for the LAN modes (transparent, l2bridge), not "
+                                    f"mode={mode.NAME}")
             if which in ("dhcp", "slaac") and not mode.dhcp:
                 raise InvalidOption(f"--ipam-driver pynet with {which.upper()} needs mode=transparent (the "
                                     f"container's own MAC on the LAN), not mode={mode.NAME}; use --ipam-opt "
                                     f"mode{'6' if attr == 'ipam6' else ''}=static")
-            if not mode.lan:
-                raise InvalidOption(f"--ipam-driver pynet is for the LAN modes (transparent, l2bridge), not "
-                                    f"mode={mode.NAME}")
             setattr(net, attr, which)
             if pool is not None and pool.network_id != net.id:
                 pool.network_id, bound = net.id, True

@@ -88,7 +88,12 @@ class Leases:
     async def keep(self, net, lease, v: int) -> str:
         """Under no lock: store a new lease (one per MAC: a concurrent request's lease wins, this one goes
         back to the server); the address (CIDR) Docker gets."""
-        async with self.state.lock(net.id):
+        try:
+            lock = self.state.lock(net.id)
+        except NotFound:  # the network went while the server answered
+            await self._give_back(net, lease, v)
+            raise
+        async with lock:
             held = self.table(net, v).get(lease.mac)
             if held is not None:
                 await self._give_back(net, lease, v)
@@ -142,7 +147,7 @@ class Leases:
             raise NotFound(f"no {FAMILIES[v].label} lease for {mac}")
         lease = FAMILIES[v].load(**held)
         if hostname is not None:
-            lease.hostname = hostname
+            lease.hostname, lease.domain = hostname, net.dhcp_domain
         client = self._client(v)
         if reboot:
             new = await (client.reboot(net.parent, lease) if v == 4 else client.renew(net.parent, lease, rebind=True))

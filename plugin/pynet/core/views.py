@@ -8,7 +8,8 @@ from ..model import Network, to_dict
 def summary(net: Network, mode) -> dict:
     return {
         "id": net.id, "mode": net.mode, "bridge": net.bridge, "parent": net.parent, "shim": net.shim,
-        "ipam": net.ipam or "docker", "internal": net.internal,
+        "ipam": net.ipam or "docker", "ipam6": net.ipam6 or ("docker" if net.v6 else ""), "probe": net.probe,
+        "internal": net.internal,
         "ipv6": net.ipv6, "icc": net.icc, "masquerade": net.masquerade, "mtu": net.mtu,
         "subnets": [s.pool for s in net.v4 + net.v6],
         "gateways": [s.gateway for s in net.v4 + net.v6],
@@ -21,7 +22,7 @@ def summary(net: Network, mode) -> dict:
 def detail(net: Network, mode) -> dict:
     d = summary(net, mode)
     d["options"] = net.options
-    d["leases"] = list(net.leases.values())
+    d["leases"] = list(net.leases.values()) + list(net.leases6.values())
     d["endpoints"] = [
         {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if, "peer_if": ep.peer_if,
          "sandbox": ep.sandbox, "ports": [to_dict(p) for p in ep.ports], "gateway": ep.gateway,
