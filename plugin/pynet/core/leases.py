@@ -251,9 +251,13 @@ class Leases:
 
 
 def _hostname_in_netns(sandbox: str) -> str:
-    """The hostname of a process in the namespace at `sandbox` (a managed plugin cannot see it: "")."""
+    """The hostname of a container process in the namespace at `sandbox` (a managed plugin cannot see it: "").
+
+    Processes with the host's root are skipped: while a container starts, Docker's hooks run in its
+    namespace with the host's files, and the host's hostname is not the container's."""
     try:
         ino = os.stat(sandbox).st_ino
+        host_root = os.stat("/")
     except OSError:
         return ""
     for pid in os.listdir("/proc"):
@@ -261,6 +265,9 @@ def _hostname_in_netns(sandbox: str) -> str:
             continue
         try:
             if os.stat(f"/proc/{pid}/ns/net").st_ino != ino:
+                continue
+            root = os.stat(f"/proc/{pid}/root")
+            if (root.st_dev, root.st_ino) == (host_root.st_dev, host_root.st_ino):
                 continue
             with open(f"/proc/{pid}/root/etc/hostname") as fh:
                 return fh.read().strip()
