@@ -470,6 +470,19 @@ async def test_probe_off_by_option_and_by_config(docker, links, driver, answers,
     assert not off.guard.probing(driver.state.nets[ID_A]) and off.guard.prober.calls == []
 
 
+async def test_a_probe_that_cannot_run_is_logged_not_fatal(docker, links, driver, caplog, monkeypatch):
+    from pynet.errors import KernelError
+
+    async def down(ifname, ip, count=2, wait=0.2):
+        raise KernelError(f"cannot probe {ip} on {ifname}: Network is down")
+
+    monkeypatch.setattr(driver.guard.prober, "probe", down)
+    await static_lan(docker, links)
+    await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(address="192.168.50.20/24"))
+    (rec,) = [r for r in caplog.records if r.getMessage() == "address not probed"]
+    assert "Network is down" in rec.fields["error"]
+
+
 async def test_nat_endpoints_are_not_probed(docker, driver):
     await docker.ok("/NetworkDriver.CreateNetwork", net_body(net_id=ID_B))
     await docker.ok("/NetworkDriver.CreateEndpoint", ep_body(net_id=ID_B))

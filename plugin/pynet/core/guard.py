@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import time
 
-from ..errors import Conflict
+from ..errors import Conflict, KernelError
 from ..model import Endpoint, Network
 
 log = logging.getLogger("pynet.guard")
@@ -53,7 +53,11 @@ class AddressGuard:
         if not self.probing(net):
             return ""
         t0 = time.monotonic()
-        mac = await self.prober.probe(net.parent, ip, self.count, self.wait)
+        try:
+            mac = await self.prober.probe(net.parent, ip, self.count, self.wait)
+        except KernelError as e:  # the parent down or gone: nobody on the LAN can see the container either
+            log.warning("address not probed", extra={"fields": {"network": net.id[:12], "ip": ip, "error": str(e)}})
+            return ""
         log.debug("probed", extra={"fields": {"network": net.id[:12], "ip": ip, "answer": mac,
                                                "ms": round((time.monotonic() - t0) * 1000, 1)}})
         return mac
