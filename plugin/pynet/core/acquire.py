@@ -57,35 +57,31 @@ class Acquirer:
 
     async def dhcp4(self, net: Network, subnet, mac: str, name: str):
         client = self.leases.client
-        why = []
-        for _ in range(TRIES):
-            lease = await client.acquire(net.parent, mac, hostname=hostname(name), identity=identity(name) or None,
-                                         domain=net.dhcp_domain if hostname(name) else "", subnet=str(subnet))
-            bad = await self._vet(net, lease.ip)
-            if not bad:
-                return lease
-            why.append(f"{lease.ip}: {bad}")
-            log.warning("DHCP address declined", extra={"fields": {"mac": mac, "ip": lease.ip, "why": bad}})
-            try:
-                await client.decline(net.parent, lease)
-            except DhcpError as e:
-                log.warning("DHCP decline failed", extra={"fields": {"mac": mac, "error": str(e)}})
-        raise Conflict(f"the DHCP server on {net.parent} offered only addresses in use: {'; '.join(why)}; "
-                       f"fix the server's range (or reservations)")
+        return await self._vetted(net, mac, "DHCP", client.decline, lambda: client.acquire(
+            net.parent, mac, hostname=hostname(name), identity=identity(name) or None,
+            domain=net.dhcp_domain if hostname(name) else "", subnet=str(subnet)))
 
     async def dhcp6(self, net: Network, subnet, mac: str, name: str):
         client = self.leases.client6
+        return await self._vetted(net, mac, "DHCPv6", client.decline, lambda: client.acquire(
+            net.parent, mac, identity(name), hostname=hostname(name),
+            domain=net.dhcp_domain if hostname(name) else "", prefix=str(subnet)))
+
+    async def _vetted(self, net: Network, mac: str, kind: str, decline, acquire):
+        """A lease whose address nobody on the LAN (or the host) already uses; others are declined."""
         why = []
         for _ in range(TRIES):
-            lease = await client.acquire(net.parent, mac, identity(name), hostname=hostname(name),
-                                         domain=net.dhcp_domain if hostname(name) else "", prefix=str(subnet))
+            lease = await acquire()
             bad = await self._vet(net, lease.ip)
             if not bad:
                 return lease
             why.append(f"{lease.ip}: {bad}")
-            log.warning("DHCPv6 address declined", extra={"fields": {"mac": mac, "ip": lease.ip, "why": bad}})
-            await client.decline(net.parent, lease)
-        raise Conflict(f"the DHCPv6 server on {net.parent} offered only addresses in use: {'; '.join(why)}; "
+            log.warning(f"{kind} address declined", extra={"fields": {"mac": mac, "ip": lease.ip, "why": bad}})
+            try:
+                await decline(net.parent, lease)
+            except DhcpError as e:
+                log.warning(f"{kind} decline failed", extra={"fields": {"mac": mac, "error": str(e)}})
+        raise Conflict(f"the {kind} server on {net.parent} offered only addresses in use: {'; '.join(why)}; "
                        f"fix the server's range (or reservations)")
 
     async def slaac(self, net: Network, subnet, mac: str) -> str:

@@ -56,6 +56,7 @@ from ..errors import KernelError
 from .codec import (ACK, BROADCAST_MAC, DECLINE, DISCOVER, NAK, OFFER, RELEASE, REQUEST, DhcpError, DhcpNak, _mac_bytes,
                     _mask_prefix, _unicast, check_address, client_id_for, decode_reply, fqdn_option, request)
 from .lease import Lease
+from .link6 import open_raw
 from .timers import clamp_times
 
 log = logging.getLogger("pynet.dhcp")
@@ -77,17 +78,7 @@ class Client:
     @contextlib.asynccontextmanager
     async def _socket(self, ifname: str, mac: str):
         """pyroute2's DHCP socket on `ifname`, also passing unicast frames to `mac` (a seam for tests)."""
-        sock = AsyncDHCP4Socket(ifname)
-        try:
-            await sock.__aenter__()
-        except OSError as e:
-            with contextlib.suppress(Exception):
-                if sock._l2addr_watcher is not None:
-                    await sock.__aexit__()
-                else:
-                    sock.close()
-            raise KernelError(f"cannot open a packet socket on {ifname} for DHCP: "
-                              f"{e.strerror or e}") from None
+        sock = await open_raw(AsyncDHCP4Socket(ifname), ifname, "DHCP")
         try:
             mreq = struct.pack("iHH8s", sock.ifindex, PACKET_MR_UNICAST, 6, _mac_bytes(mac))
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)

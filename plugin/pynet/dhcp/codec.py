@@ -36,16 +36,21 @@ def client_id_for(identity: str) -> bytes:
     return b"\x00" + raw
 
 
-def fqdn_option(hostname: str, domain: str) -> bytes:
-    """Option 81 (RFC 4702): flags S|E (server updates A; canonical wire format), RCODEs 0, the name."""
-    name = f"{hostname}.{domain}".strip(".")
+def dns_wire(name: str, what: str, complete: bool = True) -> bytes:
+    """A domain name in DNS wire format (length-prefixed labels; the root label when `complete`)."""
     wire = b""
     for label in name.split("."):
         raw = label.encode()
         if not 1 <= len(raw) <= 63:
-            raise DhcpError(f"DHCP FQDN {name!r}: each label must be 1 to 63 bytes")
+            raise DhcpError(f"{what} {name!r}: each label must be 1 to 63 bytes")
         wire += bytes([len(raw)]) + raw
-    wire += b"\0"
+    return wire + (b"\0" if complete else b"")
+
+
+def fqdn_option(hostname: str, domain: str) -> bytes:
+    """Option 81 (RFC 4702): flags S|E (server updates A; canonical wire format), RCODEs 0, the name."""
+    name = f"{hostname}.{domain}".strip(".")
+    wire = dns_wire(name, "DHCP FQDN")
     if len(wire) > 255 - 3:
         raise DhcpError(f"DHCP FQDN {name!r} is too long")
     return bytes([0x05, 0, 0]) + wire

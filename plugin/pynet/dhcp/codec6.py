@@ -10,7 +10,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from .codec import DhcpError
+from .codec import DhcpError, dns_wire
 
 SOLICIT, ADVERTISE, REQUEST, CONFIRM, RENEW, REBIND, REPLY, RELEASE, DECLINE = range(1, 10)
 NAMES = {1: "SOLICIT", 2: "ADVERTISE", 3: "REQUEST", 4: "CONFIRM", 5: "RENEW", 6: "REBIND", 7: "REPLY",
@@ -146,14 +146,7 @@ def parse_ia_na(data: bytes) -> IaNa:
 def fqdn_option(hostname: str, domain: str = "") -> bytes:
     """Option 39 (RFC 4704): flag S (the server updates AAAA) + the name in wire format (partial without domain)."""
     name = f"{hostname}.{domain}".strip(".") if domain else hostname
-    wire = b""
-    for label in name.split("."):
-        raw = label.encode()
-        if not 1 <= len(raw) <= 63:
-            raise DhcpError(f"DHCPv6 FQDN {name!r}: each label must be 1 to 63 bytes")
-        wire += bytes([len(raw)]) + raw
-    if domain:
-        wire += b"\0"
+    wire = dns_wire(name, "DHCPv6 FQDN", complete=bool(domain))
     if len(wire) > 255:
         raise DhcpError(f"DHCPv6 FQDN {name!r} is too long")
     return option(OPT_CLIENT_FQDN, b"\x01" + wire)

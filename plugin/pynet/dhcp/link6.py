@@ -223,6 +223,20 @@ def router_solicitation(mac: str) -> bytes:
 
 # ---------------------------------------------------------------- the tap
 
+async def open_raw(sock, ifname: str, what: str):
+    """Enter one of pyroute2's raw packet sockets; on failure close what it opened and say which."""
+    try:
+        await sock.__aenter__()
+    except OSError as e:
+        with contextlib.suppress(Exception):
+            if sock._l2addr_watcher is not None:
+                await sock.__aexit__()
+            else:
+                sock.close()
+        raise KernelError(f"cannot open a packet socket on {ifname} for {what}: {e.strerror or e}") from None
+    return sock
+
+
 class Tap:
     """A packet socket on `ifname` acting for `mac`: see the module docstring."""
 
@@ -233,16 +247,7 @@ class Tap:
         self.answered_ns = 0
 
     async def __aenter__(self) -> "Tap":
-        sock = AsyncRawSocket(self.ifname, BPF_DHCP6_RA_NS)
-        try:
-            await sock.__aenter__()
-        except OSError as e:
-            with contextlib.suppress(Exception):
-                if sock._l2addr_watcher is not None:
-                    await sock.__aexit__()
-                else:
-                    sock.close()
-            raise KernelError(f"cannot open a packet socket on {self.ifname} for IPv6: {e.strerror or e}") from None
+        sock = await open_raw(AsyncRawSocket(self.ifname, BPF_DHCP6_RA_NS), self.ifname, "IPv6")
         for kind, addr in ((PACKET_MR_UNICAST, self.mac), (PACKET_MR_MULTICAST, multicast_mac(solicited_node(self.ll))),
                            (PACKET_MR_MULTICAST, multicast_mac(ALL_NODES))):
             try:  # only matters on NICs with hardware filters; best effort
