@@ -18,6 +18,11 @@ from .errors import InvalidOption
 DEFAULT_SOCKET = "/run/docker/plugins/pynet.sock"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SCOPES = ("local", "global")
+SCOPE_DEFAULTS = {
+    "local": {"state_dir": "/var/lib/pynet", "link_prefix": "pn-", "table": "pynet", "connectivity_scope": "local"},
+    "global": {"state_dir": "/var/lib/pynet/global", "link_prefix": "po-", "table": "pynet_global",
+               "connectivity_scope": "global"},
+}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,6}$")
 
@@ -25,14 +30,20 @@ _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{1,6}$")
 @dataclasses.dataclass(frozen=True)
 class Config:
     socket: str = DEFAULT_SOCKET
-    state_dir: str = "/var/lib/pynet"
+    # local: networks of one host (nat, transparent, l2bridge; LAN modes span a swarm through
+    # --config-only/--config-from). global: swarm networks allocated by the manager (mode=overlay);
+    # Scope is per driver, so users install a second alias of the plugin for it (README).
+    scope: str = "local"
+    # "" in the three below: the scope's default (SCOPE_DEFAULTS), so a global-scope alias on the
+    # same host never shares state, links or table with the local one.
+    state_dir: str = ""
     log_level: str = "info"
     # Host ports chosen for `-p N` (host port 0); empty = the kernel's ip_local_port_range.
     port_range: str = ""
     # Kernel objects carry this prefix so leftovers are recognisable ("pn-").
-    link_prefix: str = "pn-"
+    link_prefix: str = ""
     # nftables table (inet family) owned by this daemon.
-    table: str = "pynet"
+    table: str = ""
     # Seconds between checks that Docker's DOCKER-USER chain still lets pynet's traffic through.
     firewall_check_interval: float = 5.0
     # Largest accepted request body, in bytes.
@@ -40,12 +51,18 @@ class Config:
     # DHCP: renew this many seconds after each ACK instead of at the server's T1 (0 = T1).
     dhcp_renew_after: float = 0.0
     # What Docker is told (GetCapabilities). ConnectivityScope "global" makes a swarm do service
-    # discovery (tasks.<svc>, the service name) across nodes for networks of this driver.
-    connectivity_scope: str = "local"
+    # discovery (tasks.<svc>, the service name) across nodes for networks of this driver; "" = the
+    # scope (a global-scope driver is always global).
+    connectivity_scope: str = ""
     # LAN modes: before an address is used, probe it on the parent (ARP probe / DAD NS) for this long
     # (seconds; 0 = never probe), sending probe_count probes spread over that time.
     probe_wait: float = 0.2
     probe_count: int = 2
+
+    def __post_init__(self):
+        for name, value in SCOPE_DEFAULTS.get(self.scope, SCOPE_DEFAULTS["local"]).items():
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, value)
 
     @property
     def driver_name(self) -> str:
@@ -122,12 +139,17 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.dhcp_renew_after <= 86400 * 365:  # also refuses nan and inf
         raise InvalidOption(f"dhcp_renew_after must be 0 (use the server's T1) to 31536000 seconds, "
                             f"got {cfg.dhcp_renew_after!r}")
+    if cfg.scope not in SCOPES:
+        raise InvalidOption(f"scope must be local or global, got {cfg.scope!r}")
     if cfg.connectivity_scope not in SCOPES:
         raise InvalidOption(f"connectivity_scope must be local or global, got {cfg.connectivity_scope!r}")
     if not 0 <= cfg.probe_wait <= 10:  # also refuses nan
         raise InvalidOption(f"probe_wait must be 0 (never probe) to 10 seconds, got {cfg.probe_wait!r}")
     if not 1 <= cfg.probe_count <= 10:
         raise InvalidOption(f"probe_count must be 1 to 10, got {cfg.probe_count!r}")
+    if cfg.scope == "global" and cfg.connectivity_scope != "global":
+        raise InvalidOption("connectivity_scope local is not possible with scope global: a swarm-wide network "
+                            "is connected across nodes; leave connectivity_scope empty")
     if not 1024 <= cfg.max_body <= 1 << 30:
         raise InvalidOption(f"max_body must be 1024 to {1 << 30} bytes, got {cfg.max_body!r}")
     if not 0 < cfg.firewall_check_interval <= 3600:

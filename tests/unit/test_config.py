@@ -73,12 +73,28 @@ def test_env_every_key():
     values = {"socket": "/tmp/a/b.sock", "state_dir": "/tmp/state", "log_level": "warning",
               "port_range": "1000-2000", "link_prefix": "ab-", "table": "t1", "firewall_check_interval": "7",
               "max_body": "4000", "dhcp_renew_after": "1.5", "connectivity_scope": "global", "probe_wait": "0",
-              "probe_count": "1"}
+              "probe_count": "1", "scope": "global"}
     assert set(values) == {f.name for f in dataclasses.fields(Config)}, "a new setting needs a test here"
     cfg = config.load(None, env={"PYNET_" + k.upper(): v for k, v in values.items()})
     assert cfg == Config(socket="/tmp/a/b.sock", state_dir="/tmp/state", log_level="warning", port_range="1000-2000",
                          link_prefix="ab-", table="t1", firewall_check_interval=7.0, max_body=4000,
-                         dhcp_renew_after=1.5, connectivity_scope="global", probe_wait=0.0, probe_count=1)
+                         dhcp_renew_after=1.5, connectivity_scope="global", probe_wait=0.0, probe_count=1,
+                         scope="global")
+
+
+def test_scope_sets_its_own_defaults():
+    """A global-scope alias of the plugin on the same host as the local one must share no state dir,
+    link prefix or table with it (each would sweep the other's links and rewrite its table)."""
+    local, glob = config.load(None, env={}), config.load(None, env={"PYNET_SCOPE": "global"})
+    assert (local.state_dir, local.link_prefix, local.table, local.connectivity_scope) == (
+        "/var/lib/pynet", "pn-", "pynet", "local")
+    assert (glob.state_dir, glob.link_prefix, glob.table, glob.connectivity_scope) == (
+        "/var/lib/pynet/global", "po-", "pynet_global", "global")
+    assert config.load(None, env={"PYNET_SCOPE": "global", "PYNET_TABLE": "t2"}).table == "t2"
+    with pytest.raises(InvalidOption, match="scope must be local or global"):
+        config.load(None, env={"PYNET_SCOPE": "swarm"})
+    with pytest.raises(InvalidOption, match="connectivity_scope local is not possible with scope global"):
+        config.load(None, env={"PYNET_SCOPE": "global", "PYNET_CONNECTIVITY_SCOPE": "local"})
 
 
 def test_process_environment_is_the_default(monkeypatch):
