@@ -43,6 +43,9 @@ class Link:
     peer: str = ""
     parent: str = ""
     addrs: list[str] = field(default_factory=list)
+    vni: int = 0
+    group: str = ""
+    isolated: bool = False
 
 
 class FakeLinks:
@@ -60,6 +63,7 @@ class FakeLinks:
         self.proxy_neighs: set[tuple[str, str]] = set()  # (ip, dev)
         self.routers: dict[str, list[str]] = {}  # dev -> default routers through it
         self.container_addrs: dict[tuple[str, str], set[str]] = {}  # (sandbox, MAC) -> CIDRs in the container
+        self.default_dev = ""  # interface of the IPv4 default route
 
     def _maybe_fail(self, method: str) -> None:
         err = self.fail.pop(method, None)
@@ -94,7 +98,7 @@ class FakeLinks:
         if link is not None and link.peer:
             self.links.pop(link.peer, None)  # a veth goes as a pair
 
-    async def ensure_bridge(self, name, alias, mtu, addrs, ipv6) -> bool:
+    async def ensure_bridge(self, name, alias, mtu, addrs, ipv6, mac="") -> bool:
         self.calls.append(("ensure_bridge", name))
         self._maybe_fail("ensure_bridge")
         link = self.links.get(name)
@@ -106,6 +110,8 @@ class FakeLinks:
         link.alias, link.up = alias, True
         if mtu:
             link.mtu = mtu
+        if mac:
+            link.mac = mac
         for a in addrs:
             if a not in link.addrs:
                 link.addrs.append(a)
@@ -138,6 +144,27 @@ class FakeLinks:
             return False
         self.links[name] = Link(name=name, kind="vlan", parent=base, alias=alias)
         return True
+
+    async def ensure_vxlan(self, name, vni, dev, local, group, port, mtu, master, alias, isolated) -> bool:
+        self.calls.append(("ensure_vxlan", name, vni, dev, local, group, port))
+        self._maybe_fail("ensure_vxlan")
+        link = self.links.get(name)
+        created = link is None
+        if created:
+            if dev not in self.links and not any(n == dev for n, _a in self.host_addrs):
+                raise KernelError(f"underlay interface {dev} of {name} does not exist")
+            others = [x for x in self.links.values() if x.kind == "vxlan" and x.vni == vni]
+            if others:
+                raise KernelError(f"create vxlan {name}: A VXLAN device with the specified VNI already exists")
+            link = self.links[name] = Link(name=name, kind="vxlan", parent=dev, mtu=mtu, vni=vni, group=group)
+        elif link.kind != "vxlan":
+            raise KernelError(f"{name} exists and is not a vxlan device")
+        if master not in self.links:
+            if created:
+                del self.links[name]
+            raise KernelError(f"bridge {master} is missing")
+        link.master, link.alias, link.up, link.isolated = master, alias, True, isolated
+        return created
 
     async def set_up(self, name) -> None:
         if name not in self.links:
@@ -199,6 +226,9 @@ class FakeLinks:
         changed = (cidr not in addrs) if present else (cidr in addrs)
         (addrs.add if present else addrs.discard)(cidr)
         return changed
+
+    async def default_route_dev(self) -> str:
+        return self.default_dev
 
     async def addresses(self) -> list[tuple[str, str]]:
         out = list(self.host_addrs)

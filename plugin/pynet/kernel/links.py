@@ -94,8 +94,10 @@ class Links(RouteOps):
     async def delete(self, name: str) -> None:
         await self._call(f"delete {name}", "link", "del", ifname=name, ok_errnos=(errno.ENODEV,))
 
-    async def ensure_bridge(self, name: str, alias: str, mtu: int, addrs: list[str], ipv6: bool) -> bool:
-        """Create (or repair) a bridge. Returns True when it was created."""
+    async def ensure_bridge(self, name: str, alias: str, mtu: int, addrs: list[str], ipv6: bool,
+                            mac: str = "") -> bool:
+        """Create (or repair) a bridge, with `mac` as its address when given (else the kernel's).
+        Returns True when it was created."""
         link = await self.get(name)
         created = False
         if link is None:
@@ -113,6 +115,8 @@ class Links(RouteOps):
             if ipv6:
                 _sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
             kw = {"mtu": mtu} if mtu else {}
+            if mac:
+                kw["address"] = mac
             await self._call(f"set up {name}", "link", "set", index=link.index, ifalias=alias, state="up", **kw)
             for cidr in addrs:
                 await self.ensure_addr(link.index, name, cidr)
@@ -218,6 +222,40 @@ class Links(RouteOps):
     async def container_addr(self, sandbox: str, mac: str, cidr: str, present: bool) -> bool:
         """`cidr` added to (present) or removed from the interface with `mac` in the container's namespace."""
         return await set_container_addr(sandbox, mac, cidr, present)
+
+    async def ensure_vxlan(self, name: str, vni: int, dev: str, local: str, group: str, port: int, mtu: int,
+                           master: str, alias: str, isolated: bool) -> bool:
+        """A learning VXLAN device (VNI `vni`, source `local` on `dev`, floods to multicast `group`,
+        UDP `port`) as a port of bridge `master`, up. True when created."""
+        link = await self.get(name)
+        created = False
+        if link is not None:
+            if link.kind != "vxlan":
+                raise KernelError(f"{name} exists and is not a vxlan device")
+            _same_owner(link, alias)
+        else:
+            under = await self.get(dev)
+            if under is None:
+                raise KernelError(f"underlay interface {dev} of {name} does not exist")
+            kw = {"mtu": mtu} if mtu else {}
+            await self._call(f"create vxlan {name} (VNI {vni} on {dev})", "link", "add", ifname=name, kind="vxlan",
+                             vxlan_id=vni, vxlan_link=under.index, vxlan_local=local, vxlan_group=group,
+                             vxlan_port=port, vxlan_learning=1, ifalias=alias, **kw)
+            link = await self.get(name)
+            created = True
+        try:
+            bridge = await self.get(master)
+            if bridge is None:
+                raise KernelError(f"bridge {master} is missing")
+            await self._call(f"attach {name} to {master}", "link", "set", index=link.index, master=bridge.index,
+                             ifalias=alias, state="up")
+            await self._call(f"set bridge port flags on {name}", "brport", "set", index=link.index,
+                             isolated=1 if isolated else 0)
+        except BaseException:
+            if created:
+                await self.delete(name)
+            raise
+        return created
 
 
 def _same_owner(link: LinkInfo, alias: str) -> None:

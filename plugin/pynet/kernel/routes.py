@@ -92,6 +92,15 @@ class RouteOps:
                     out.append(msg.get("RTA_GATEWAY"))
         return out
 
+    async def default_route_dev(self) -> str:
+        """The interface of the main table's IPv4 default route ("" when there is none, or it is
+        unreachable/blackhole: no interface)."""
+        names = {link.index: link.name for link in await self.list()}
+        for msg in await self._call("list routes", "route", "dump", family=socket.AF_INET) or []:
+            if msg.get("dst_len") == 0 and msg.get("RTA_OIF") and (msg.get("RTA_TABLE") or msg.get("table")) == 254:
+                return names.get(msg.get("RTA_OIF"), "")
+        return ""
+
     async def addresses(self) -> list[tuple[str, str]]:
         """Every (interface name, CIDR) on the host, for overlap checks."""
         names = {link.index: link.name for link in await self.list()}
