@@ -24,7 +24,7 @@ def make_app(cfg: Config, driver: Driver) -> web.Application:
     app = web.Application(middlewares=[protocol.errors_and_logs], client_max_size=cfg.max_body)
     app[protocol.MAX_BODY] = cfg.max_body
     app[DRIVER] = driver
-    app.add_routes(protocol.routes(driver, ["NetworkDriver", "IpamDriver"],
+    app.add_routes(protocol.routes(driver, ["NetworkDriver", "IpamDriver"], scope=cfg.scope,
                                    connectivity_scope=cfg.connectivity_scope))
     app.add_routes(control.routes(driver, cfg))
     return app

@@ -37,18 +37,25 @@ def _name_or_id(names: dict[str, str], net_id: str) -> str:
 def _ls(args) -> int:
     sock = client.find_socket(args.socket)
     nets = client.call(sock, "GET", "/pynet/v1/networks")
-    damaged = client.call(sock, "GET", "/pynet/v1/status").get("state_problems", [])
+    status = client.call(sock, "GET", "/pynet/v1/status")
     if args.json:
         print(json.dumps(nets, indent=2))
         return 0
     names = client.docker_network_names()
     rows = [("NETWORK ID", "NAME", "MODE", "INTERFACE", "SUBNETS", "ENDPOINTS")]
     for n in nets:
-        rows.append((n["id"][:12], _name_or_id(names, n["id"]), n["mode"], n["bridge"] or n["parent"],
-                     ",".join(n["subnets"]), str(n["endpoints"])))
+        iface = n["bridge"] or n["parent"]
+        if n.get("vxlan"):
+            iface += f" (vxlan {n['vxlan']} VNI {n['vni']} on {n['parent']})"
+        rows.append((n["id"][:12], _name_or_id(names, n["id"]), n["mode"], iface, ",".join(n["subnets"]),
+                     str(n["endpoints"])))
     _table(rows)
-    for problem in damaged:
+    for problem in status.get("state_problems", []):
         print(f"DAMAGED: {problem} (see `pynet doctor`)", file=sys.stderr)
+    for r in status.get("cluster", {}).get("refusals", []):
+        print(f"REFUSED: swarm network {_name_or_id(names, r['network'])} ({r['network']}): {r['error']} -- "
+              f"AllocateNetwork refused it {r['count']} times, so it never starts: `docker network rm` it and "
+              f"create it again", file=sys.stderr)
     return 0
 
 
@@ -173,7 +180,8 @@ def _leases(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="pynet", description="pynet: Docker network driver (nat, transparent, l2bridge)")
+    p = argparse.ArgumentParser(prog="pynet",
+                                description="pynet: Docker network driver (nat, transparent, l2bridge, overlay)")
     p.add_argument("--socket", help="daemon socket (default: $PYNET_SOCKET, the legacy or managed plugin socket)")
     sub = p.add_subparsers(dest="cmd", required=True)
     # name: (help, handler, arguments as (flags, add_argument keywords))

@@ -28,6 +28,7 @@ try_("bridge", "link", "add", "pdbr0", "type", "bridge")
 try_("veth", "link", "add", "pdve0", "type", "veth", "peer", "name", "pdve1")
 try_("macvlan", "link", "add", "pdmv0", "link", "pdve0", "type", "macvlan", "mode", "bridge")
 try_("8021q", "link", "add", "link", "pdve0", "name", "pdve0.50", "type", "vlan", "id", "50")
+try_("vxlan", "link", "add", "pdvx0", "type", "vxlan", "id", "42", "dstport", "4789", "dev", "pdve0")
 p = subprocess.run(["nft", "-f", "-"], input="table bridge pdt {\n chain c { type filter hook prerouting priority -300; }\n}\n"
                    "table inet pdi {\n map m { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }\n}\n",
                    capture_output=True, text=True)
@@ -42,6 +43,7 @@ FEATURES = {
     "macvlan": ("transparent", "load the macvlan module (modprobe macvlan) or use a kernel with CONFIG_MACVLAN"),
     "8021q": ("VLAN parents (-o parent=eth0.50)", "load the 8021q module (modprobe 8021q), or create the VLAN "
                                                   "interface yourself and give it as parent"),
+    "vxlan": ("overlay", "load the vxlan module (modprobe vxlan) or use a kernel with CONFIG_VXLAN"),
     "nftables": ("every mode", "install nftables and use a kernel with nf_tables (bridge and inet families)"),
 }
 
@@ -169,6 +171,11 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
                                                           "it from state"))
     if not st.get("drift"):
         out.append((OK, "state/kernel drift", "none: every interface in the state exists"))
+    for r in st.get("cluster", {}).get("refusals", []):
+        out.append((FAIL, "swarm allocation", f"AllocateNetwork refused swarm network {r['network']} "
+                                              f"({r['count']} times): {r['error']}. Docker showed this to nobody: "
+                                              "the network exists but its tasks stay New; `docker network rm` it "
+                                              "and create it again with what the error asks for"))
     if st["leftovers_now"]:
         out.append((WARN, "leftovers", "links owned by no network: " + ", ".join(st["leftovers_now"])
                     + (" (kept while a state file is damaged)" if st["state_problems"] else

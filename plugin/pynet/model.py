@@ -81,6 +81,13 @@ class Network:
     macvlan_mode: str = "bridge"
     ipam: str = ""  # IPv4 from pynet's IPAM (--ipam-driver pynet): "dhcp" (the LAN's server) | "static"
     ipam6: str = ""  # IPv6 from pynet's IPAM: "dhcp" (DHCPv6 IA_NA) | "slaac" (the LAN router's prefix) | "static"
+    # overlay: a VXLAN segment across the swarm's nodes (parent = the underlay interface)
+    vni: int = 0
+    vxlan: str = ""  # the vxlan device, a port of the bridge
+    vxlan_group: str = ""  # multicast group on the underlay: floods (broadcast, unknown unicast)
+    vxlan_port: int = 0  # UDP port
+    local: str = ""  # this node's underlay address (the VXLAN source)
+    gw_mac: str = ""  # the bridge's MAC: the same on every node, like its gateway address
     leases: dict[str, dict] = field(default_factory=dict)  # MAC -> dhcp.Lease as dict
     leases6: dict[str, dict] = field(default_factory=dict)  # MAC -> dhcp.client6.Lease6 as dict
     probe: bool = True  # LAN modes: probe an address on the LAN before a container gets it (-o probe)
@@ -93,6 +100,13 @@ class Network:
 
     def gateways(self) -> list[str]:
         return [s.gateway for s in self.v4 + self.v6 if s.gateway]
+
+
+@dataclass
+class NodeInfo:
+    """What Docker told this node about itself (DiscoverNew Self): its swarm data-path address."""
+
+    address: str = ""
 
 
 @dataclass(frozen=True)

@@ -76,11 +76,14 @@ def mac_for(ipv4: str, endpoint_id: str) -> str:
 # ---------------------------------------------------------------- networks
 
 def network_mode(generic: dict, modes: dict) -> str:
-    """The mode a CreateNetwork/GwAllocCheck asks for (unknown modes refused by name); without
-    -o mode, the first registered one (modes/__init__.py: nat)."""
-    name = str(generic.get("mode", next(iter(modes)))).strip().lower()
+    """The mode a CreateNetwork/GwAllocCheck asks for (unknown modes, and modes of the other driver
+    scope, refused by name); without -o mode, the first registered one of this daemon's scope
+    (modes/__init__.py: nat, or overlay for a global-scope pynet)."""
+    default = next(name for name, m in modes.items() if m.SCOPE == m.plugin_scope)
+    name = str(generic.get("mode", default)).strip().lower()
     if name not in modes:
         raise InvalidOption(f"option mode must be one of {', '.join(modes)}, got {generic.get('mode')!r}")
+    modes[name].check_scope()
     return name
 
 

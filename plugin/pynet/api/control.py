@@ -46,6 +46,7 @@ class Control:
             "drift": await d.reconciler.find_drift(),
             "table_present": await d.firewall.table_present() if state.nets else None,
             "docker_firewall": await d.firewall.docker_backend(),
+            "cluster": d.cluster.view(),  # scope, this node's swarm address, AllocateNetwork refusals
         })
 
     async def reconcile(self, request):

@@ -95,8 +95,23 @@ async def _empty(_d, _body):
     return {}
 
 
-async def _global_only(_d, _body):
-    raise PynetError("pynet networks are local-scope; AllocateNetwork/FreeNetwork are for swarm drivers")
+async def _allocate(d, body):
+    return wire.allocate_reply(await d.cluster.allocate(wire.allocate_network(body)))
+
+
+async def _free(d, body):
+    await d.cluster.free(wire.network_ref(body))
+    return {}
+
+
+async def _discover_new(d, body):
+    d.cluster.discover(wire.discovery(body), new=True)
+    return {}
+
+
+async def _discover_delete(d, body):
+    d.cluster.discover(wire.discovery(body), new=False)
+    return {}
 
 
 async def _gw_alloc_check(d, body):
@@ -182,10 +197,10 @@ CALLS = {
     "/NetworkDriver.Leave": _leave,
     "/NetworkDriver.ProgramExternalConnectivity": _program,
     "/NetworkDriver.RevokeExternalConnectivity": _revoke,
-    "/NetworkDriver.DiscoverNew": _empty,
-    "/NetworkDriver.DiscoverDelete": _empty,
-    "/NetworkDriver.AllocateNetwork": _global_only,
-    "/NetworkDriver.FreeNetwork": _global_only,
+    "/NetworkDriver.DiscoverNew": _discover_new,
+    "/NetworkDriver.DiscoverDelete": _discover_delete,
+    "/NetworkDriver.AllocateNetwork": _allocate,
+    "/NetworkDriver.FreeNetwork": _free,
     "/IpamDriver.GetCapabilities": _ipam_caps,
     "/IpamDriver.GetDefaultAddressSpaces": _ipam_spaces,
     "/IpamDriver.RequestPool": _request_pool,

@@ -47,6 +47,25 @@ class CreateNetwork:
     v6: list[IpData] = field(default_factory=list)
 
 
+@dataclass
+class AllocateNetwork:
+    """The swarm manager's AllocateNetwork: the plain -o map (no com.docker.* keys), the pools its
+    IPAM chose (IPv4 only: Docker skips IPv6 here)."""
+
+    network_id: str
+    options: dict
+    v4: list[IpData] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """DiscoverNew/DiscoverDelete of a node (DiscoveryType 1); other types carry nothing pynet uses."""
+
+    node: bool  # DiscoveryType 1 (a node), else ignored
+    address: str = ""
+    self_: bool = False  # this node itself (its data-path address)
+
+
 @dataclass(frozen=True)
 class NetworkRef:
     network_id: str
@@ -140,6 +159,28 @@ def create_network(body: dict) -> CreateNetwork:
     return CreateNetwork(network_id=net_id, generic=dict(generic),
                          options={k: v for k, v in opts.items() if k != GENERIC},
                          v4=_ip_data(body, "IPv4Data"), v6=_ip_data(body, "IPv6Data"))
+
+
+def allocate_network(body: dict) -> AllocateNetwork:
+    net_id = object_id(body, "NetworkID")
+    opts = mapping(body, "Options")
+    for key, value in opts.items():
+        if not isinstance(value, str):
+            raise InvalidRequest(f"AllocateNetwork option {key} must be a string, got {value!r}")
+    return AllocateNetwork(network_id=net_id, options=dict(opts), v4=_ip_data(body, "IPv4Data"))
+
+
+def discovery(body: dict) -> Discovery:
+    kind = body.get("DiscoveryType")
+    data = mapping(body, "DiscoveryData")
+    if kind != 1:
+        return Discovery(node=False)
+    address = data.get("Address") or ""
+    try:
+        address = str(ipaddress.ip_address(address)) if address else ""
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"DiscoveryData Address must be an IP address, got {address!r}") from None
+    return Discovery(node=True, address=address, self_=data.get("Self") is True)
 
 
 def gw_alloc_check(body: dict) -> CreateNetwork:
@@ -250,6 +291,11 @@ def join_reply(r: JoinInfo) -> dict:
         doc["StaticRoutes"] = [{"Destination": x.destination, "RouteType": 0 if x.next_hop else 1,
                                 **({"NextHop": x.next_hop} if x.next_hop else {})} for x in r.routes]
     return doc
+
+
+def allocate_reply(options: dict[str, str]) -> dict:
+    """What every node's CreateNetwork will carry as its -o map (Docker keeps it as DriverState)."""
+    return {"Options": dict(options)}
 
 
 def gw_alloc_reply(skip4: bool, skip6: bool) -> dict:

@@ -8,6 +8,7 @@
   acquire     addresses from the LAN: DHCPv4/v6, SLAAC     (acquire.py)
   leases      DHCP lease keeping: renewals, expiry, release (leases.py)
   guard       the host's addresses and probes on the LAN   (guard.py)
+  cluster     swarm: AllocateNetwork/FreeNetwork, DiscoverNew/DiscoverDelete (cluster.py)
   reconciler  start-up, repair, periodic checks           (reconcile.py)
 
 Kernel objects come in (links, nft, sysctl, prober), so unit tests run it against fakes.
@@ -20,8 +21,10 @@ from ..errors import PynetError
 from ..firewall import Firewall
 from ..kernel import sysctl
 from ..kernel.probe import Prober
+from ..model import NodeInfo
 from ..modes import make_modes
 from .acquire import Acquirer
+from .cluster import Cluster
 from .endpoints import Endpoints
 from .guard import AddressGuard
 from .ipam import Ipam
@@ -37,7 +40,8 @@ class Driver:
         self.cfg = cfg
         self.links = links
         self.state = State(store, cfg.driver_name)
-        self.modes = make_modes(links, sysctl_ensure, cfg.owner_tag)
+        self.node = NodeInfo()
+        self.modes = make_modes(links, sysctl_ensure, cfg.owner_tag, cfg.scope, self.node)
         self.firewall = Firewall(nft, cfg.table)
         port_range = parse_port_range(cfg.port_range) if cfg.port_range else kernel_port_range()
         self.published = Published(self.state, self.modes, self.firewall, port_range)
@@ -48,9 +52,11 @@ class Driver:
         self.endpoints = Endpoints(*part, guard=self.guard)
         self.networks = Networks(*part, ipam=self.ipam)
         self.reconciler = Reconciler(self.networks, links, self.networks, self.endpoints, cfg.owner_tag)
+        self.cluster = Cluster(self.networks, cfg.scope, self.node)
 
     async def start(self) -> None:
         self.ipam.load()
+        self.cluster.load()
         await self.reconciler.start()
 
     async def shutdown(self) -> None:

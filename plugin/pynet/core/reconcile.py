@@ -30,7 +30,7 @@ class Reconciler(Part):
         self.endpoints = endpoints
         self.owner_tag = owner_tag
         n = 15 - len(self.prefix) - 1
-        self._our_name = re.compile(re.escape(self.prefix) + f"[nhks][0-9a-z]{{{n}}}$")
+        self._our_name = re.compile(re.escape(self.prefix) + f"[nhksv][0-9a-z]{{{n}}}$")
         self.leftovers_removed: list[str] = []
 
     async def start(self) -> None:

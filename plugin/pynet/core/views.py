@@ -14,6 +14,7 @@ def summary(net: Network, mode) -> dict:
         "subnets": [s.pool for s in net.v4 + net.v6],
         "gateways": [s.gateway for s in net.v4 + net.v6],
         "endpoints": len(net.endpoints),
+        "vni": net.vni, "vxlan": net.vxlan, "local": net.local,  # overlay: its VXLAN segment
         # For `pynet doctor`: whether its traffic crosses the host's forward path, what the kernel must make.
         "forwards": mode.forwards, "kernel_needs": list(mode.kernel_needs) + (["8021q"] if net.vlan else []),
     }

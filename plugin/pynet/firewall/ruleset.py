@@ -33,6 +33,11 @@ network_elements, endpoint_elements); published ports' are binding_elements here
     set nat_nd6   iifname . @th,64,128  (port, an address it may claim in a neighbour advertisement)
     chain spoof   a container sends with its own MAC and addresses only (IPv4, ARP and
                   IPv6), advertises no router and claims no other neighbour's address
+    set ov_gwmac  ifname . ether        (overlay's vxlan port, the gateway MAC every node's bridge has)
+    set ov_gw4    ifname . addr         (vxlan port, the gateway address every node's bridge has)
+    chain spoof, ov_fwd, ov_out         (prerouting, forward, output) no frame to or from the gateway
+                  MAC and no ARP for or from the gateway address crosses a vxlan port: each node
+                  is its own containers' gateway (modes/overlay.py)
 
 Scripts are nft's text syntax, not JSON: libnftables 1.0.6 (Debian 12) crashes
 parsing a JSON `dnat ... map` with a concatenated key. Every value interpolated
@@ -90,13 +95,17 @@ BRIDGE_SETS = {
     "nat_mac": "ifname . ether_addr",
     "nat_src4": "ifname . ipv4_addr",
     "nat_src6": "ifname . ipv6_addr",
+    "ov_gwmac": "ifname . ether_addr",
+    "ov_gw4": "ifname . ipv4_addr",
 }
 # Sets declared with `typeof` (nft 1.0.6 has no keyword for a neighbour advertisement's target
 # address: it is the raw 128 bits after the ICMPv6 header and flags); elements are integers.
 BRIDGE_TYPEOF_SETS = {
     "nat_nd6": "iifname . @th,64,128",
 }
-BRIDGE_CHAINS = {"spoof": "type filter hook prerouting priority -300; policy accept;"}
+BRIDGE_CHAINS = {"spoof": "type filter hook prerouting priority -300; policy accept;",
+                 "ov_fwd": "type filter hook forward priority -300; policy accept;",
+                 "ov_out": "type filter hook output priority -300; policy accept;"}
 BRIDGE_RULES = [
     "iifname @nat_ports iifname . ether saddr != @nat_mac counter drop",
     "iifname @nat_ports ether type ip iifname . ip saddr != @nat_src4 counter drop",
@@ -108,6 +117,19 @@ BRIDGE_RULES = [
     "iifname @nat_ports ether type ip6 ip6 saddr != :: iifname . ip6 saddr != @nat_src6 counter drop",
     "iifname @nat_ports icmpv6 type { nd-router-advert, nd-redirect } counter drop",
     "iifname @nat_ports icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nat_nd6 counter drop",
+    # overlay: every node answers for the gateway itself. Nothing from or to the gateway's MAC, and no
+    # ARP for or from the gateway's address, crosses a vxlan port, either way.
+    "iifname . ether saddr @ov_gwmac counter drop",
+    "iifname . ether daddr @ov_gwmac counter drop",
+    "ether type arp iifname . arp saddr ip @ov_gw4 counter drop",
+    "ether type arp iifname . arp daddr ip @ov_gw4 counter drop",
+]
+# The same on the way out: frames bridged from a container (forward) or sent by the host (output).
+OV_EGRESS_RULES = [
+    "oifname . ether saddr @ov_gwmac counter drop",
+    "oifname . ether daddr @ov_gwmac counter drop",
+    "ether type arp oifname . arp saddr ip @ov_gw4 counter drop",
+    "ether type arp oifname . arp daddr ip @ov_gw4 counter drop",
 ]
 
 
@@ -178,6 +200,7 @@ def skeleton(table: str) -> list[str]:
     lines += [f"add set {b} {name} {{ typeof {typ}; }}" for name, typ in BRIDGE_TYPEOF_SETS.items()]
     lines += [f"add chain {b} {name} {{ {spec} }}" for name, spec in BRIDGE_CHAINS.items()]
     lines += [f"add rule {b} spoof {rule}" for rule in BRIDGE_RULES]
+    lines += [f"add rule {b} {chain} {rule}" for chain in ("ov_fwd", "ov_out") for rule in OV_EGRESS_RULES]
     return lines
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from .base import CREATED, GONE, IN_CONTAINER, Mode
 from .l2bridge import L2BridgeMode
 from .nat import NatMode
+from .overlay import OverlayMode
 from .transparent import TransparentMode
 
-MODE_CLASSES: dict[str, type[Mode]] = {cls.NAME: cls for cls in (NatMode, TransparentMode, L2BridgeMode)}
+# The first mode of a scope is that scope's default (no -o mode).
+MODE_CLASSES: dict[str, type[Mode]] = {cls.NAME: cls for cls in (NatMode, TransparentMode, L2BridgeMode,
+                                                                 OverlayMode)}
 DEFAULT = NatMode.NAME
 
 
-def make_modes(links, sysctl, owner_tag: str) -> dict[str, Mode]:
-    return {name: cls(links, sysctl, owner_tag) for name, cls in MODE_CLASSES.items()}
+def make_modes(links, sysctl, owner_tag: str, scope: str = "local", node=None) -> dict[str, Mode]:
+    return {name: cls(links, sysctl, owner_tag, scope, node) for name, cls in MODE_CLASSES.items()}
 
 
 __all__ = ["CREATED", "DEFAULT", "GONE", "IN_CONTAINER", "MODE_CLASSES", "Mode", "make_modes"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..model import Endpoint, JoinInfo, Network
+from ..errors import InvalidOption
+from ..model import Endpoint, JoinInfo, Network, NodeInfo
 
 # What the host namespace shows of an endpoint's container side (see endpoint_state).
 GONE, CREATED, IN_CONTAINER = "gone", "created", "in_container"
@@ -19,6 +20,10 @@ GONE, CREATED, IN_CONTAINER = "gone", "created", "in_container"
 
 class Mode:
     NAME = ""
+    # The driver scope (PYNET_SCOPE) this mode belongs to: a local-scope plugin makes networks of one
+    # host, a global-scope one swarm networks the manager allocates (AllocateNetwork). Docker fixes
+    # Scope per driver, so a mode of the other scope is refused (scope_error says what to do).
+    SCOPE = "local"
     # -o keys this mode takes (besides the common ones), with the Docker bridge-driver
     # spellings users already type: {alias: key}.
     OPTIONS: frozenset[str] = frozenset()
@@ -30,10 +35,24 @@ class Mode:
     host_side = False  # each endpoint keeps a host-side veth (host_if)
     kernel_needs: tuple[str, ...] = ()  # link kinds it makes, for `pynet doctor`
 
-    def __init__(self, links, sysctl, owner_tag: str):
+    def __init__(self, links, sysctl, owner_tag: str, scope: str = "local", node: NodeInfo | None = None):
         self.links = links
         self.sysctl = sysctl
         self.owner_tag = owner_tag
+        self.plugin_scope = scope  # this daemon's PYNET_SCOPE
+        self.node = node if node is not None else NodeInfo()  # what DiscoverNew told of this node
+
+    def check_scope(self) -> None:
+        if self.SCOPE != self.plugin_scope:
+            raise InvalidOption(self.scope_error())
+
+    def scope_error(self) -> str:
+        return (f"mode={self.NAME} is for the local-scope pynet plugin; this one is global-scope (PYNET_SCOPE="
+                f"global) and makes swarm overlay networks only (-o mode=overlay). For mode={self.NAME} across a "
+                f"swarm use the local-scope pynet: a --config-only network on every node and one `--scope swarm "
+                f"--config-from` network (Docker rejects the tasks of a global-scope driver's --config-from "
+                f"network: \"user specified configurations are not supported if the network depends on a "
+                f"configuration network\")")
 
     def alias(self, object_id: str) -> str:
         return self.owner_tag + object_id
@@ -90,6 +109,12 @@ class Mode:
     async def sweep(self, nets: list[Network], prefix: str) -> list[str]:
         """Leftovers of this mode that are not links (the core sweeps links); returns what went."""
         return []
+
+    # ------------------------------------------------------------ swarm manager (global scope)
+    def allocation(self, net: Network, taken: list[dict[str, str]]) -> dict[str, str]:
+        """AllocateNetwork: options to add to what every node's CreateNetwork will carry, given the
+        options the manager's other networks were allocated with (pure)."""
+        return {}
 
     # ------------------------------------------------------------ Docker's Join reply
     def join_info(self, net: Network, ep: Endpoint) -> JoinInfo:

@@ -77,7 +77,8 @@ class NatMode(Mode):
         self.sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         if net.ipv6:
             self.sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
-        if await self.links.ensure_bridge(net.bridge, self.alias(net.id), net.mtu, net.gateways(), net.ipv6):
+        if await self.links.ensure_bridge(net.bridge, self.alias(net.id), net.mtu, net.gateways(), net.ipv6,
+                                          net.gw_mac):
             undo.push("delete bridge", self.links.delete, net.bridge)
         # Lets 127.0.0.1 -> published port be routed to the bridge (then masqueraded);
         # the firewall's raw_pre drops 127.0.0.0/8 arriving from anywhere else.
