@@ -54,7 +54,7 @@ def _ls(args) -> int:
         print(f"DAMAGED: {problem} (see `pynet doctor`)", file=sys.stderr)
     for r in status.get("cluster", {}).get("refusals", []):
         print(f"REFUSED: swarm network {_name_or_id(names, r['network'])} ({r['network']}): {r['error']} -- "
-              f"AllocateNetwork refused it {r['count']} times, so it never starts: `docker network rm` it and "
+              f"AllocateNetwork refused it (attempts: {r['count']}), so it never starts: `docker network rm` it and "
               f"create it again", file=sys.stderr)
     return 0
 
@@ -183,6 +183,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="pynet",
                                 description="pynet: Docker network driver (nat, transparent, l2bridge, overlay)")
     p.add_argument("--socket", help="daemon socket (default: $PYNET_SOCKET, the legacy or managed plugin socket)")
+    p.add_argument("--plugin", help="the managed plugin to talk to, by name (e.g. pynet-overlay, the global-scope "
+                                    "alias); default: the only one, or pynet")
     sub = p.add_subparsers(dest="cmd", required=True)
     # name: (help, handler, arguments as (flags, add_argument keywords))
     json_flag = (("--json",), {"action": "store_true"})
@@ -211,4 +213,6 @@ def main(argv=None) -> int:
         ps.add_argument("--net", help="which pynet network, when the container is on several")
         ps.set_defaults(fn=_port_change)
     args = p.parse_args(argv)
+    if args.plugin and not args.socket and args.cmd != "serve":
+        args.socket = client.plugin_socket(args.plugin)
     return args.fn(args)

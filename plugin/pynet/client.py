@@ -52,6 +52,18 @@ def find_socket(explicit: str | None = None) -> str:
                      "is pynet running? (`make run`, or `make plugin` and `docker plugin ls`)")
 
 
+def plugin_socket(name: str) -> str:
+    """The socket of managed plugin NAME (`pynet-overlay`, or with its tag), asked of Docker."""
+    ref = name if ":" in name else f"{name}:latest"
+    for p in docker_get("/plugins") or []:
+        if isinstance(p, dict) and p.get("Name") == ref and p.get("Id"):
+            path = MANAGED_GLOB.replace("*", p["Id"])
+            if os.path.exists(path):
+                return path
+            raise SystemExit(f"pynet: plugin {ref} has no socket at {path}; is it enabled?")
+    raise SystemExit(f"pynet: Docker knows no plugin {ref} (docker plugin ls)")
+
+
 def request(sock_path: str, method: str, path: str, data: bytes = b"", headers: dict | None = None,
             timeout: float = 30) -> tuple[int, object]:
     """One HTTP request on the daemon's socket: (status, JSON document, or the raw bytes if not JSON,
@@ -87,10 +99,16 @@ def call(sock_path: str, method: str, path: str, body: dict | None = None, timeo
     return doc
 
 
+def docker_socket() -> str:
+    """Docker's API socket: $DOCKER_HOST when it is unix://PATH (as the docker CLI), else the default."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+
+
 def docker_get(path: str):
     """GET on Docker's API (API 1.41, Docker 20.10+); None when Docker cannot answer."""
     try:
-        conn = UnixHTTPConnection("/var/run/docker.sock", timeout=10)
+        conn = UnixHTTPConnection(docker_socket(), timeout=10)
         conn.request("GET", "/v1.41" + path)
         resp = conn.getresponse()
         doc = json.loads(resp.read())
@@ -113,7 +131,7 @@ def docker_endpoint_names(network_ids) -> dict[str, str]:
 def docker_network_names() -> dict[str, str]:
     """Network ID -> name, from Docker (best effort: the CLI may ask Docker, handlers never do)."""
     try:
-        conn = UnixHTTPConnection("/var/run/docker.sock", timeout=5)
+        conn = UnixHTTPConnection(docker_socket(), timeout=5)
         conn.request("GET", "/v1.41/networks")
         resp = conn.getresponse()
         nets = json.loads(resp.read())

@@ -173,7 +173,7 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
         out.append((OK, "state/kernel drift", "none: every interface in the state exists"))
     for r in st.get("cluster", {}).get("refusals", []):
         out.append((FAIL, "swarm allocation", f"AllocateNetwork refused swarm network {r['network']} "
-                                              f"({r['count']} times): {r['error']}. Docker showed this to nobody: "
+                                              f"(attempts: {r['count']}): {r['error']}. Docker showed this to nobody: "
                                               "the network exists but its tasks stay New; `docker network rm` it "
                                               "and create it again with what the error asks for"))
     if st["leftovers_now"]:

@@ -92,8 +92,9 @@ def _user_options(generic: dict, modes: dict) -> tuple[dict[str, str], dict[str,
     aliases = dict(COMMON_ALIASES)
     known = set(COMMON)
     for mode in modes.values():
-        aliases.update(mode.ALIASES)
-        known |= mode.OPTIONS
+        if mode.SCOPE == mode.plugin_scope:  # a global-scope pynet lists overlay's keys only
+            aliases.update(mode.ALIASES)
+            known |= mode.OPTIONS
     user: dict[str, str] = {}
     flags: dict[str, bool] = {}
     for key, value in generic.items():
