@@ -8,6 +8,10 @@
 #                                  build/plugin) created on node 1, pushed to the registry, then
 #                                  `docker plugin install`ed on every node as ALIAS with the given
 #                                  settings and a state dir of the node's own; enabled
+#                                  (= push ALIAS DIR; install ALIAS <registry>/ALIAS:latest; plugin-wait ALIAS)
+#   swarm.sh push NAME [DIR]       only create and push <registry>/NAME:latest
+#   swarm.sh install ALIAS REF [KEY=VALUE...]   only install REF as ALIAS on every node, enabled
+#   swarm.sh plugin-wait ALIAS...  until the manager lists every ALIAS on every node
 #   swarm.sh down                  removes everything up made: processes, namespaces, mounts, data
 #   swarm.sh restart I             node I's dockerd stopped and started again
 #   swarm.sh status                nodes, pids, swarm membership
@@ -240,19 +244,28 @@ cmd_up() {
 
 # ------------------------------------------------------------------ the plugin
 
-cmd_plugin() {
-  local alias=${1:?plugin ALIAS [DIR] [KEY=VALUE...]} dir=${2:-build/plugin} n i ref t0 pids=()
-  shift; [ $# -gt 0 ] && shift
-  n=$(nodes)
-  [ "$n" -gt 0 ] || die "plugin: no bed named $NAME is up"
-  [ -f "$dir/config.json" ] && [ -d "$dir/rootfs" ] || die "plugin: no plugin in $dir (scripts/plugin.sh build $dir)"
-  ref="$REGISTRY/$alias:latest"
+# The plugin built in DIR, created on node 1 and pushed to the bed's registry as NAME:latest.
+cmd_push() {
+  local name=${1:?push NAME [DIR]} dir=${2:-build/plugin} ref t0
+  [ "$(nodes)" -gt 0 ] || die "push: no bed named $NAME is up"
+  [ -f "$dir/config.json" ] && [ -d "$dir/rootfs" ] || die "push: no plugin in $dir (scripts/plugin.sh build $dir)"
+  ref="$REGISTRY/$name:latest"
   t0=$(now)
   dk 1 plugin rm -f "$ref" >/dev/null 2>&1 || true
   dk 1 plugin create "$ref" "$dir" >/dev/null
   dk 1 plugin push "$ref" >/dev/null
   dk 1 plugin rm -f "$ref" >/dev/null
   log "plugin $ref created from $dir and pushed in $(since "$t0") s"
+}
+
+# `docker plugin install --alias ALIAS REF` on every node with the settings given and a state dir of
+# the node's own, then enabled. One plugin may be installed under several aliases (pynet, and
+# pynet-overlay with PYNET_SCOPE=global), as users do.
+cmd_install() {
+  local alias=${1:?install ALIAS REF [KEY=VALUE...]} ref=${2:?install ALIAS REF [KEY=VALUE...]} n i t0 pids=()
+  shift 2
+  n=$(nodes)
+  t0=$(now)
   for i in $(seq "$n"); do
     (
       mkdir -p "$VAR/n$i/state-$alias"
@@ -264,18 +277,36 @@ cmd_plugin() {
   done
   local fail=0
   for i in "${pids[@]}"; do wait "$i" || fail=1; done
-  [ $fail = 0 ] || die "plugin: install of $ref failed on a node"
+  [ $fail = 0 ] || die "install: $ref as $alias failed on a node"
   log "plugin $alias installed from $ref and enabled on $n nodes in $(since "$t0") s"
-  # The manager schedules a task only on nodes whose description lists the driver ("missing plugin on
-  # 1 node" meanwhile); nodes report a new plugin with their periodic update, not at once.
-  local seen
+}
+
+# Until the manager lists every ALIAS on every node: it schedules a task only on nodes whose
+# description lists the driver ("missing plugin on 1 node" meanwhile), and nodes report a new plugin
+# with their periodic update, not at once.
+cmd_plugin_wait() {
+  local n t0 alias seen all
+  n=$(nodes)
+  t0=$(now)
   for _ in $(seq 120); do
-    seen=$(dk 1 node ls -q | xargs "$DOCKER" -H "unix://$(sock 1)" node inspect \
-      -f '{{range .Description.Engine.Plugins}}{{.Type}}={{.Name}} {{end}}' | grep -c " Network=$alias:latest \|^Network=$alias:latest " || true)
-    [ "$seen" -ge "$n" ] && { log "the manager sees $alias on all $n nodes after $(since "$t0") s"; return 0; }
+    all=1
+    for alias in "$@"; do
+      seen=$(dk 1 node ls -q | xargs "$DOCKER" -H "unix://$(sock 1)" node inspect \
+        -f '{{range .Description.Engine.Plugins}}{{.Type}}={{.Name}} {{end}}' | grep -c " Network=$alias:latest \|^Network=$alias:latest " || true)
+      [ "$seen" -ge "$n" ] || all=0
+    done
+    [ $all = 1 ] && { log "the manager sees $* on all $n nodes after $(since "$t0") s"; return 0; }
     sleep 0.5
   done
-  die "plugin: after 60 s the manager sees $alias on $seen of $n nodes"
+  die "plugin: after 60 s the manager does not see $* on all $n nodes"
+}
+
+cmd_plugin() {
+  local alias=${1:?plugin ALIAS [DIR] [KEY=VALUE...]} dir=${2:-build/plugin}
+  shift; [ $# -gt 0 ] && shift
+  cmd_push "$alias" "$dir"
+  cmd_install "$alias" "$REGISTRY/$alias:latest" "$@"
+  cmd_plugin_wait "$alias"
 }
 
 # A node's dockerd stopped (its containers and plugins stop with it) and started again.
@@ -415,11 +446,14 @@ case "$cmd" in
       cmd_up "$@" ;;
   down) exec 9>"$LOCK"; flock 9; cmd_down; rm -f "$LOCK" ;;
   plugin) cmd_plugin "$@" ;;
+  push) cmd_push "$@" ;;
+  install) cmd_install "$@" ;;
+  plugin-wait) cmd_plugin_wait "$@" ;;
   restart) cmd_restart "$@" ;;
   status) cmd_status ;;
   docker) i=$1; shift; dk "$i" "$@" ;;
   exec) i=$1; shift; case $i in cl|rt) x=$(ns "$i") ;; *) x=$(ns "n$i") ;; esac
         exec ip netns exec "$x" "$@" ;;
   env) echo "export DOCKER_HOST=unix://$(sock "$1")" ;;
-  *) die "usage: $0 up N | plugin ALIAS [DIR] [KEY=VALUE...] | down | status | docker I ARGS | exec I|cl|rt CMD | env I" ;;
+  *) die "usage: $0 up N | plugin ALIAS [DIR] [KEY=VALUE...] | push NAME [DIR] | install ALIAS REF [KEY=VALUE...] | plugin-wait ALIAS... | down | status | docker I ARGS | exec I|cl|rt CMD | env I" ;;
 esac

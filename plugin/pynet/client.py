@@ -139,3 +139,11 @@ def docker_network_names() -> dict[str, str]:
         return {n["Id"]: n["Name"] for n in nets}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def live_refusals(status: dict, names: dict[str, str]) -> list[dict]:
+    """AllocateNetwork refusals of swarm networks that still exist: Docker sends no FreeNetwork for
+    a network it never allocated, so only Docker can tell that one was removed since (when it can
+    be asked; else all are shown)."""
+    refusals = status.get("cluster", {}).get("refusals", [])
+    return [r for r in refusals if not names or r["network"] in names]

@@ -171,7 +171,7 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
                                                           "it from state"))
     if not st.get("drift"):
         out.append((OK, "state/kernel drift", "none: every interface in the state exists"))
-    for r in st.get("cluster", {}).get("refusals", []):
+    for r in client.live_refusals(st, client.docker_network_names()):
         out.append((FAIL, "swarm allocation", f"AllocateNetwork refused swarm network {r['network']} "
                                               f"(attempts: {r['count']}): {r['error']}. Docker showed this to nobody: "
                                               "the network exists but its tasks stay New; `docker network rm` it "
