@@ -52,6 +52,8 @@ def _ls(args) -> int:
     _table(rows)
     for problem in status.get("state_problems", []):
         print(f"DAMAGED: {problem} (see `pynet doctor`)", file=sys.stderr)
+    if status.get("state_moved"):
+        print(f"STATE MOVED: {status['state_moved']}", file=sys.stderr)
     for r in client.live_refusals(status, names):
         print(f"REFUSED: swarm network {_name_or_id(names, r['network'])} ({r['network']}): {r['error']} -- "
               f"AllocateNetwork refused it (attempts: {r['count']}), so it never starts: `docker network rm` it and "

@@ -166,6 +166,8 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
         out.append((FAIL, "state", problem + ". To keep the network: put a good copy back as the file's "
                                              "original name; to give it up: `docker network rm` it and delete "
                                              "the file; then `pynet reconcile` (README: A damaged state file)"))
+    if st.get("state_moved"):
+        out.append((FAIL, "state", st["state_moved"]))
     for problem in st.get("drift", []):
         out.append((FAIL, "state/kernel drift", problem + "; `pynet reconcile` (or a restart of pynet) rebuilds "
                                                           "it from state"))

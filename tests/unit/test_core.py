@@ -4,6 +4,7 @@ and the HTTP edge its own (test_protocol.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -313,6 +314,7 @@ async def test_reboot_drops_ports_of_missing_endpoints(driver, cfg, sysctls):
 
 
 async def test_leftover_links_removed_at_start(cfg, links, nft, sysctls):
+    Path(cfg.state_dir, "networks").mkdir(parents=True)  # pynet ran here before
     links.add_foreign("eth0", kind="device")
     links.add_foreign("pn-h0123456789a", kind="veth")  # our name shape, in no state file
     links.add_foreign("other0", kind="veth", alias=cfg.owner_tag + "dead")  # our tag
@@ -322,6 +324,29 @@ async def test_leftover_links_removed_at_start(cfg, links, nft, sysctls):
     try:
         assert sorted(drv.reconciler.leftovers_removed) == ["other0", "pn-h0123456789a"]
         assert sorted(links.links) == ["eth0", "pn-hnothex!!!!!"]
+    finally:
+        await drv.shutdown()
+
+
+async def test_state_dir_moved_keeps_everything(cfg, links, nft, sysctls):
+    """`docker plugin upgrade` resets a plugin's state.source (Docker 28 keeps `plugin set` mount
+    sources in the plugin's config, which the new version replaces): the first start on a new state
+    directory that finds this pynet's links keeps them, the table and DOCKER-USER, and says so; an
+    operator's `pynet reconcile` then removes them."""
+    drv = make_driver(cfg, links, nft, sysctls)
+    await drv.start()
+    await drv.networks.create(net_req())
+    await drv.shutdown()
+    nft_before = nft.elements(T, "bridges")
+    cfg2 = dataclasses.replace(cfg, state_dir=cfg.state_dir + "-new")
+    drv = make_driver(cfg2, links, nft, sysctls)
+    await drv.start()
+    try:
+        assert BR_A in links.links and nft.elements(T, "bridges") == nft_before
+        assert sorted(nft.du_patterns("ip")) == [("iifname", "pn-*"), ("oifname", "pn-*")]
+        assert "is new, yet 1 interfaces of this pynet exist" in drv.state.moved and drv.reconciler.leftovers_removed == []
+        report = await drv.reconciler.reconcile()  # `pynet reconcile`: the operator's decision
+        assert report["leftovers_removed"] == [BR_A] and not drv.state.moved and nft.du_patterns("ip") == []
     finally:
         await drv.shutdown()
 

@@ -25,6 +25,9 @@ class _State:
         self.nets = {n.id: n for n in nets}
         self.store = _Store()
 
+    def keep_all(self) -> bool:
+        return bool(self.store.damaged)
+
 
 def networks(nets=()) -> Networks:
     return Networks(_State(nets), MODES, None, None, None, "pn-", ipam=None)

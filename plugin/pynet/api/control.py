@@ -41,6 +41,7 @@ class Control:
             "published_ports": len(d.published.index),
             "locks": state.lock_count(),  # one per known network; grows with nothing else
             "state_problems": state.store.problems,
+            "state_moved": state.moved,
             "leftovers_removed_at_start": d.reconciler.leftovers_removed,
             "leftovers_now": await d.reconciler.find_leftovers(),
             "drift": await d.reconciler.find_drift(),

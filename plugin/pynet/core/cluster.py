@@ -40,7 +40,6 @@ class Cluster(Part):
         self.refusals: dict[str, dict] = {}  # manager: network ID -> {error, count, first, last}
 
     def load(self) -> None:
-        self.state.store.ensure()
         self.node.address = self.state.store.load_doc(NODE_DOC).get("address", "")
         self.allocations = {k: v for k, v in self.state.store.load_doc(ALLOC_DOC).items() if isinstance(v, dict)}
 

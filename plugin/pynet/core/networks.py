@@ -48,13 +48,13 @@ class Networks(Part):
         """(patterns DOCKER-USER must accept, every pattern pynet may have written there)."""
         forwarding = [n for n in self.state.nets.values() if self.modes[n.mode].forwards]
         named = sorted({name for n in forwarding for name in self.modes[n.mode].docker_user_names(n)})
-        wanted = [self.prefix + "*"] + named if forwarding or self.state.store.damaged else []
+        wanted = [self.prefix + "*"] + named if forwarding or self.state.keep_all() else []
         return wanted, {self.prefix + "*", *named}
 
     async def sync_docker_user(self, forget: tuple[str, ...] = ()) -> None:
         wanted, ours = self.docker_user_patterns()
         try:
-            await self.firewall.sync_docker_user(wanted, ours | set(forget), keep=bool(self.state.store.damaged))
+            await self.firewall.sync_docker_user(wanted, ours | set(forget), keep=self.state.keep_all())
         except KernelError as e:
             log.error("DOCKER-USER sync failed", extra={"fields": {"error": str(e)}})
 

@@ -45,7 +45,8 @@ class Reconciler(Part):
         async with self.state.nets_lock, self.state.all_locks():
             self._load_restored()
             self.state.store.scan_damaged()
-            self.firewall.preserve = bool(self.state.store.damaged)
+            await self._check_moved()
+            self.firewall.preserve = self.state.keep_all()
             nets = list(self.state.nets.values())
             for net in nets:
                 if not net.deleting:  # finished below, once the firewall is whole
@@ -61,6 +62,24 @@ class Reconciler(Part):
             await self.networks.sync_docker_user()
         log.info("reconciled", extra={"fields": {"networks": len(nets), **{k: len(v) for k, v in report.items()}}})
         return report
+
+    async def _check_moved(self) -> None:
+        """At the first start on a new state directory, links of this pynet (its owner tag) mean the
+        state is elsewhere, not that they are leftovers: keep them, the table and DOCKER-USER's
+        accepts until an operator decides (`pynet reconcile` after this start removes them)."""
+        if not self.state.new_dir:
+            self.state.moved = ""
+            return
+        self.state.new_dir = False
+        ours = [link.name for link in await self.links.list() if link.alias.startswith(self.owner_tag)]
+        if ours and not self.state.nets:
+            self.state.moved = (
+                f"the state directory {self.state.store.dir} is new, yet {len(ours)} interfaces of this pynet "
+                f"exist ({', '.join(sorted(ours)[:6])}{', ...' if len(ours) > 6 else ''}): its state is elsewhere. "
+                f"Nothing was removed. `docker plugin upgrade` resets a plugin's state.source: disable the plugin, "
+                f"`docker plugin set <plugin> state.source=<the old directory>`, enable it; or, to drop those "
+                f"networks, `pynet reconcile`")
+            log.error("state directory moved", extra={"fields": {"problem": self.state.moved}})
 
     def _load_restored(self) -> None:
         for net in self.state.store.load_missing(self.state.nets):
@@ -135,8 +154,8 @@ class Reconciler(Part):
                 and link.name not in expected]
 
     async def _remove_leftovers(self) -> list[str]:
-        if self.state.store.problems:
-            # A network whose state file is damaged still has live links: removing them as
+        if self.state.store.problems or self.state.moved:
+            # A network whose state file is damaged (or elsewhere) still has live links: removing them as
             # leftovers would cut its containers off. Keep everything until a human decides.
             log.error("leftover removal skipped: damaged state files",
                       extra={"fields": {"problems": self.state.store.problems}})

@@ -22,10 +22,20 @@ class State:
         self.nets: dict[str, Network] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.nets_lock = asyncio.Lock()
+        self.new_dir = False  # this start made the state directory
+        # Set when the state directory is new yet links of this pynet exist (its state mount moved:
+        # `docker plugin upgrade` resets a `state.source` set with `docker plugin set`): everything
+        # in the kernel is kept as it is, until an operator's `pynet reconcile`.
+        self.moved = ""
 
     def load(self) -> None:
+        self.new_dir = not self.store.dir.exists()
         self.store.ensure()
         self.nets = self.store.load_all()
+
+    def keep_all(self) -> bool:
+        """Nothing of the kernel may be taken away: a network pynet cannot read may still use it."""
+        return bool(self.store.damaged) or bool(self.moved)
 
     def save(self, net: Network) -> None:
         self.store.save(net)
