@@ -14,6 +14,8 @@ taken in the same run:
   5. recovery: kill -9 of pynet -> first successful /Plugin.Activate, with 100 endpoints in state
   6. iperf3 container <-> a LAN client of namespaces: each pynet mode vs its baseline
   7. with --proxy-off: section 3 again against dockerd --userland-proxy=false (restarts dockerd)
+  8. a swarm of two Docker 28 nodes (scripts/swarm.sh): task start time and node-to-node iperf3
+     over pynet overlay and l2bridge vs Docker's overlay and macvlan (`--only swarm` alone)
 
 Layout: this file is the command line; runner.py the run (Bench); measure/ one module per
 section and its registry; daemon.py the daemon under test; common.py names and shell/docker

@@ -36,6 +36,7 @@ PARAMS = {
     "iperf_rounds": (2, 3),
     "rec_endpoints": (100, 100),
     "rec_rounds": (3, 5),
+    "swarm_rounds": (1, 3),
 }
 
 

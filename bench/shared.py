@@ -8,6 +8,11 @@ LAN_PARENT = f"{NAME}par"  # section 6: the host's uplink into the LAN, the `par
 LAN_PAIRS = [("pynet nat", "docker bridge"), ("pynet transparent", "hand-built macvlan"),
              ("pynet l2bridge", "hand-built routed veth")]
 
+# section 8: the swarm bed's name (scripts/swarm.sh SWARM_NAME: namespaces pnbb-swarm-*), and each
+# pynet network across the swarm with Docker's own counterpart
+SWARM_BED = f"{NAME}-swarm"
+SWARM_PAIRS = [("pynet overlay", "docker overlay"), ("pynet l2bridge", "docker macvlan")]
+
 # sections 3 and 7: the samples of a published port's own container address (no NAT: the floor), and
 # section 3's names of the two ways a `docker run -p` publishes (results' "publish" keys are "how|N")
 NO_NAT = "container IP, no NAT"

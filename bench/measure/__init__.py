@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery
+from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery, swarm
 
 
 class Section(NamedTuple):
@@ -27,5 +27,6 @@ SECTIONS = [
     Section("ports", ports.measure),
     Section("lan", lan.measure, cleanup=lan.cleanup),
     Section("lan_run", lan_run.measure, cleanup=lan.cleanup),
+    Section("swarm", swarm.measure, cleanup=swarm.cleanup),
     Section("ports_proxy_off", proxy_off.measure, restarts_dockerd=True),
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery
+from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery, swarm
 from .fmt import fmt
 from .page import Page
 
@@ -35,6 +35,7 @@ PARTS = [  # in the report's order
          lan_run.not_run),
     Part("ports_proxy_off", "7. Published ports with Docker's `--userland-proxy=false`", proxy_off.render,
          proxy_off.headline, proxy_off.not_run),
+    Part("swarm", "8. A swarm: task start and node-to-node throughput", swarm.render, swarm.headline),
 ]
 # the headlines' order (what a user feels first); a part not named here follows, in the report's order
 HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "ports_proxy_off", "recovery", "protocol")
