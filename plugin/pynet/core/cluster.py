@@ -12,7 +12,7 @@ logged loudly with what to do, and kept here for `pynet ls` / `pynet doctor` on 
 
 DiscoverNew with Self tells a node its swarm data-path address (overlay's VXLAN source); it is
 kept on disk (a plugin Docker restarts on its own is not told again). Other nodes are announced
-only when they join or leave the gossip: kept in memory, shown by `pynet status`, used for nothing.
+only when they join or leave the gossip: kept in memory, shown in /pynet/v1/status, used for nothing.
 """
 
 from __future__ import annotations
