@@ -242,7 +242,7 @@ class Bench:
                 log(f"section {key}" + (f" (attempt {attempt}: dockerd was restarted meanwhile)" if attempt > 1
                                         else ""))
                 result = s.measure(self)
-                if dockerd_pid() != pid and again:
+                if s.uses_dockerd and dockerd_pid() != pid and again:
                     fallback = result
                     self.res["notes"].append(f"{key}: dockerd was restarted (not by the bench) during attempt "
                                              f"{attempt}; measured again")

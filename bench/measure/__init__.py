@@ -17,6 +17,9 @@ class Section(NamedTuple):
     measure: Callable  # (Bench) -> dict
     restarts_dockerd: bool = False  # runs only with --proxy-off or --only; measured once (no retries)
     cleanup: Callable[[], list[str]] | None = None  # removes what it leaves outside the bench's prefix
+    # False: measures engines of its own (the swarm bed), so a restart of the system dockerd while it
+    # runs does not void its figures (one during its set-up still fails the attempt, and it is retried)
+    uses_dockerd: bool = True
 
 
 SECTIONS = [
@@ -27,6 +30,6 @@ SECTIONS = [
     Section("ports", ports.measure),
     Section("lan", lan.measure, cleanup=lan.cleanup),
     Section("lan_run", lan_run.measure, cleanup=lan.cleanup),
-    Section("swarm", swarm.measure, cleanup=swarm.cleanup),
+    Section("swarm", swarm.measure, cleanup=swarm.cleanup, uses_dockerd=False),
     Section("ports_proxy_off", proxy_off.measure, restarts_dockerd=True),
 ]
