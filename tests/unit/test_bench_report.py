@@ -52,7 +52,7 @@ def test_every_measured_section_has_a_part():
 def test_charts(rebuilt):
     text = (rebuilt / "report.md").read_text()
     shown = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", text)
-    assert len(shown) == len(set(shown)) == 7
+    assert len(shown) == len(set(shown)) == 8
     made = sorted(p.name for p in rebuilt.glob("*.png"))
     assert made == sorted(shown)
     assert made == sorted(p.name for p in BENCH.glob("*.png"))  # the committed charts
