@@ -54,14 +54,18 @@ plugin-rm:
 	bash scripts/plugin.sh rm pynet
 
 # A swarm of N (2-3) Docker 28 nodes on a namespace LAN (scripts/swarm.sh; SWARM_NAME, default pnsw),
-# the pynet managed plugin pushed to the bed's registry and installed on every node as `pynet`:
+# the pynet managed plugin pushed to the bed's registry and installed on every node twice: as `pynet`
+# (local scope) and as `pynet-overlay` (PYNET_SCOPE=global: mode=overlay):
 #   scripts/swarm.sh docker 1 network create ... ; scripts/swarm.sh status ; make swarm-down
 .PHONY: swarm-up swarm-down
 N ?= 2
 swarm-up: images
 	bash scripts/swarm.sh up $(N)
 	bash scripts/plugin.sh build build/plugin
-	bash scripts/swarm.sh plugin pynet build/plugin
+	bash scripts/swarm.sh push pynet build/plugin
+	bash scripts/swarm.sh install pynet 10.88.0.1:5000/pynet:latest
+	bash scripts/swarm.sh install pynet-overlay 10.88.0.1:5000/pynet:latest PYNET_SCOPE=global
+	bash scripts/swarm.sh plugin-wait pynet pynet-overlay
 
 swarm-down:
 	bash scripts/swarm.sh down
