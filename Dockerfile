@@ -34,7 +34,7 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/pynet /opt/pynet
 COPY scripts/plugin-entrypoint.sh /usr/local/bin/pynet-plugin
-RUN /opt/pynet/venv/bin/python -c 'import nftables, pyroute2, aiohttp, yaml, pynet.app' \
+RUN /opt/pynet/venv/bin/python -c 'import nftables, pyroute2, aiohttp, yaml, prometheus_client, pynet.app' \
  && mkdir -p /run/docker/plugins /var/lib/pynet
 ENV PATH=/opt/pynet/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENTRYPOINT ["/usr/local/bin/pynet-plugin"]

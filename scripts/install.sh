@@ -25,5 +25,5 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ requirements.txt -nt "$s
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi
-.venv/bin/python -c 'import nftables, pyroute2, aiohttp, yaml' 
+.venv/bin/python -c 'import nftables, pyroute2, aiohttp, yaml, prometheus_client' 
 echo "pynet installed: $(pwd)/.venv/bin/pynet"
