@@ -95,19 +95,20 @@ def test_sets_and_maps_declared():
         assert f"add set inet {T} {name} {{ type {typ}; }}" in lines
     assert f"add set inet {T} subnets4 {{ type ifname . ipv4_addr; flags interval; }}" in lines
     assert f"add set inet {T} subnets6 {{ type ifname . ipv6_addr; flags interval; }}" in lines
-    assert (f"add map inet {T} pub4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}"
+    assert (f"add map inet {T} pub4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; counter; }}"
             in lines)
-    assert (f"add map inet {T} pub6 {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}"
+    assert (f"add map inet {T} pub6 {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; counter; }}"
             in lines)
-    assert f"add map inet {T} pubany4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}" in lines
-    assert f"add map inet {T} pubany6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}" in lines
+    assert f"add map inet {T} pubany4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; counter; }}" in lines
+    assert f"add map inet {T} pubany6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; counter; }}" in lines
 
 
 def test_chains_and_hooks():
     lines = ruleset.skeleton(T)
     shape = re.compile(rf"add chain inet {T} (\S+) \{{ (.*) \}}$")
     chains = {m.group(1): m.group(2) for line in lines if (m := shape.match(line))}
-    assert set(chains) == {"forward", "input", "raw_pre", "dnat_pre", "dnat_out", "postrouting"}
+    assert set(chains) == {"forward", "input", "raw_pre", "dnat_pre", "dnat_out", "postrouting",
+                           "count_pre", "count_out", "count_post", "count_in"}
     assert "type filter hook input" in chains["input"]
     assert "hook forward" in chains["forward"] and "type filter" in chains["forward"]
     assert "hook prerouting priority -300" in chains["raw_pre"]  # before conntrack and DNAT
@@ -116,9 +117,11 @@ def test_chains_and_hooks():
     assert "type nat hook postrouting" in chains["postrouting"]
 
 
-def rules_of(chain: str) -> list[str]:
+def rules_of(chain: str, comments: bool = False) -> list[str]:
+    """The chain's rules as text; without their `comment "..."` unless asked."""
     prefix = f"add rule inet {T} {chain} "
-    return [line[len(prefix):] for line in ruleset.skeleton(T) if line.startswith(prefix)]
+    rules = [line[len(prefix):] for line in ruleset.skeleton(T) if line.startswith(prefix)]
+    return rules if comments else [re.sub(r' comment "[^"]*"$', "", r) for r in rules]
 
 
 def test_isolation_rules():
@@ -220,3 +223,44 @@ def test_docker_user_patterns():
     nets = [nat_net(ID_A), nat_net(ID_B, bridge="mybr0", custom=True)]
     wanted, ours = networks(nets).docker_user_patterns()
     assert wanted == ["pn-*", "mybr0"] and ours == {"pn-*", "mybr0"}
+
+
+def test_drop_rules_say_what_they_stop():
+    """Every counted drop carries a comment the metrics read it by: spoof:<mode>:<check> or drop:<reason>."""
+    lines = ruleset.skeleton(T)
+    drops = [line for line in lines if " counter drop" in line]
+    assert drops
+    for line in drops:
+        m = re.search(r' comment "([^"]+)"$', line)
+        assert m, line
+        parts = m.group(1).split(":")
+        assert parts[0] in ("spoof", "drop") and len(parts) == (3 if parts[0] == "spoof" else 2), line
+    spoof = {re.search(r'comment "([^"]+)"', line).group(1) for line in drops if '"spoof:' in line}
+    assert {"spoof:nat:mac", "spoof:nat:ipv4", "spoof:nat:arp-mac", "spoof:nat:ipv6", "spoof:l2bridge:ipv4",
+            "spoof:l2bridge:ipv6"} <= spoof
+    assert all(line.startswith(f"add rule bridge {T} spoof ") for line in drops if '"spoof:nat:' in line)
+    assert all(line.startswith(f"add rule inet {T} raw_pre ") for line in drops if '"spoof:l2bridge:' in line)
+
+
+def test_published_ports_counted_in_their_map_elements_without_a_rule_per_port():
+    # Hooks after conntrack, around NAT: the original direction before DNAT rewrites it again,
+    # replies after their source is rewritten back to the published address.
+    shape = re.compile(rf"add chain inet {T} (\S+) \{{ (.*) \}}$")
+    chains = {m.group(1): m.group(2) for line in ruleset.skeleton(T) if (m := shape.match(line))}
+    assert "type filter hook prerouting priority -150" in chains["count_pre"]
+    assert "type filter hook output priority -150" in chains["count_out"]
+    assert "type filter hook postrouting priority 150" in chains["count_post"]
+    assert "type filter hook input priority 150" in chains["count_in"]
+    assert rules_of("count_pre") == rules_of("count_out") == ["ct status dnat ct direction original jump pub_orig"]
+    assert rules_of("count_post") == rules_of("count_in") == ["ct status dnat ct direction reply jump pub_reply"]
+    orig, reply = rules_of("pub_orig"), rules_of("pub_reply")
+    assert "meta nfproto ipv4 ip daddr . meta l4proto . th dport @pub4 return" in orig
+    assert "meta nfproto ipv6 meta l4proto . th dport @pubany6 return" in orig
+    assert "meta nfproto ipv4 ip saddr . meta l4proto . th sport @pub4 return" in reply
+    assert "meta nfproto ipv6 meta l4proto . th sport @pubany6 return" in reply
+    # the address-specific map first: a packet is counted once
+    assert orig.index("meta nfproto ipv4 ip daddr . meta l4proto . th dport @pub4 return") < \
+        orig.index("meta nfproto ipv4 meta l4proto . th dport @pubany4 return")
+    assert len(orig) == len(reply) == 4
+    # many ports add elements, never rules
+    assert full(T, []) == ruleset.skeleton(T)

@@ -18,6 +18,7 @@ network_elements, endpoint_elements); published ports' are binding_elements here
     map pub6      ipv6 . proto . port : ipv6 . port   ... one host IPv6 address
     map pubany4   proto . port : ipv4 . port          ports bound to every host IPv4 address
     map pubany6   proto . port : ipv6 . port          ... every host IPv6 address
+                  (the four maps count packets and bytes per element: `counter` in their declaration)
     chain forward      isolation, --internal, nothing enters a network but DNAT
     chain input        --internal networks reach the host only at their own gateway address
     chain raw_pre      127.0.0.0/8 arriving from outside dropped before DNAT (moby#45610);
@@ -25,6 +26,8 @@ network_elements, endpoint_elements); published ports' are binding_elements here
     chain dnat_pre     published ports, for traffic arriving at the host
     chain dnat_out     the same for the host itself (localhost, its own addresses)
     chain postrouting  masquerade out; hairpin and localhost sources
+    chain count_pre/count_out, count_post/count_in, pub_orig, pub_reply
+                       traffic of published ports, counted in the pub* maps' elements (below)
 
   table bridge <table>   (same name; bridged frames, before anything routes them)
     set nat_ports ifname                nat containers' bridge ports (veth host sides)
@@ -38,6 +41,17 @@ network_elements, endpoint_elements); published ports' are binding_elements here
     chain spoof, ov_fwd, ov_out         (prerouting, forward, output) no frame to or from the gateway
                   MAC and no ARP for or from the gateway address crosses a vxlan port: each node
                   is its own containers' gateway (modes/overlay.py)
+
+Counting published ports: a nat chain sees only the first packet of a connection, so the dnat
+lookups alone would count connections, not traffic. The count_* chains look the same maps up for
+every later packet of a DNATed connection: the original direction before the destination is
+rewritten again (prerouting/output at -150, keyed like the dnat lookup), replies after their source
+is rewritten back to the published address (postrouting/input at 150, keyed by source). A lookup
+bumps the element's counter, so each packet of a published port is counted once, both ways, with
+no rule per port; `ct status dnat` first keeps the cost for other traffic to one comparison.
+
+Drop rules carry a comment saying what they stop ("spoof:<mode>:<check>" for anti-spoofing,
+"drop:<reason>" otherwise): the metrics read their counters by it (firewall/counters.py).
 
 Scripts are nft's text syntax, not JSON: libnftables 1.0.6 (Debian 12) crashes
 parsing a JSON `dnat ... map` with a concatenated key. Every value interpolated
@@ -87,6 +101,13 @@ CHAINS = {
     "dnat_pre": "type nat hook prerouting priority -100; policy accept;",
     "dnat_out": "type nat hook output priority -100; policy accept;",
     "postrouting": "type nat hook postrouting priority 100; policy accept;",
+    # Published ports' traffic, counted in the maps' elements (see the module's docstring).
+    "count_pre": "type filter hook prerouting priority -150; policy accept;",
+    "count_out": "type filter hook output priority -150; policy accept;",
+    "count_post": "type filter hook postrouting priority 150; policy accept;",
+    "count_in": "type filter hook input priority 150; policy accept;",
+    "pub_orig": "",  # regular chains, jumped to by the count_* chains
+    "pub_reply": "",
 }
 
 
@@ -106,23 +127,25 @@ BRIDGE_TYPEOF_SETS = {
 BRIDGE_CHAINS = {"spoof": "type filter hook prerouting priority -300; policy accept;",
                  "ov_fwd": "type filter hook forward priority -300; policy accept;",
                  "ov_out": "type filter hook output priority -300; policy accept;"}
-BRIDGE_RULES = [
-    "iifname @nat_ports iifname . ether saddr != @nat_mac counter drop",
-    "iifname @nat_ports ether type ip iifname . ip saddr != @nat_src4 counter drop",
-    "iifname @nat_ports ether type arp iifname . arp saddr ether != @nat_mac counter drop",
-    "iifname @nat_ports ether type arp iifname . arp saddr ip != @nat_src4 counter drop",
+BRIDGE_RULES = [  # (rule, the comment the metrics read its counter by)
+    ("iifname @nat_ports iifname . ether saddr != @nat_mac counter drop", "spoof:nat:mac"),
+    ("iifname @nat_ports ether type ip iifname . ip saddr != @nat_src4 counter drop", "spoof:nat:ipv4"),
+    ("iifname @nat_ports ether type arp iifname . arp saddr ether != @nat_mac counter drop", "spoof:nat:arp-mac"),
+    ("iifname @nat_ports ether type arp iifname . arp saddr ip != @nat_src4 counter drop", "spoof:nat:arp-ipv4"),
     # IPv6: its own global and link-local (EUI-64 of its MAC) sources, :: for duplicate address
     # detection; no router advertisements or redirects; a neighbour advertisement may only claim
     # one of its own addresses (else a container could take another's or the gateway's traffic).
-    "iifname @nat_ports ether type ip6 ip6 saddr != :: iifname . ip6 saddr != @nat_src6 counter drop",
-    "iifname @nat_ports icmpv6 type { nd-router-advert, nd-redirect } counter drop",
-    "iifname @nat_ports icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nat_nd6 counter drop",
+    ("iifname @nat_ports ether type ip6 ip6 saddr != :: iifname . ip6 saddr != @nat_src6 counter drop",
+     "spoof:nat:ipv6"),
+    ("iifname @nat_ports icmpv6 type { nd-router-advert, nd-redirect } counter drop", "spoof:nat:router"),
+    ("iifname @nat_ports icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nat_nd6 counter drop",
+     "spoof:nat:nd-target"),
     # overlay: every node answers for the gateway itself. Nothing from or to the gateway's MAC, and no
     # ARP for or from the gateway's address, crosses a vxlan port, either way.
-    "iifname . ether saddr @ov_gwmac counter drop",
-    "iifname . ether daddr @ov_gwmac counter drop",
-    "ether type arp iifname . arp saddr ip @ov_gw4 counter drop",
-    "ether type arp iifname . arp daddr ip @ov_gw4 counter drop",
+    ("iifname . ether saddr @ov_gwmac counter drop", "drop:overlay-gateway"),
+    ("iifname . ether daddr @ov_gwmac counter drop", "drop:overlay-gateway"),
+    ("ether type arp iifname . arp saddr ip @ov_gw4 counter drop", "drop:overlay-gateway"),
+    ("ether type arp iifname . arp daddr ip @ov_gw4 counter drop", "drop:overlay-gateway"),
 ]
 # The same on the way out: frames bridged from a container (forward) or sent by the host (output).
 OV_EGRESS_RULES = [
@@ -131,6 +154,10 @@ OV_EGRESS_RULES = [
     "ether type arp oifname . arp saddr ip @ov_gw4 counter drop",
     "ether type arp oifname . arp daddr ip @ov_gw4 counter drop",
 ]
+
+
+def commented(rule: str, comment: str) -> str:
+    return f'{rule} comment "{comment}"'
 
 
 def rules() -> dict[str, list[str]]:
@@ -142,25 +169,28 @@ def rules() -> dict[str, list[str]]:
         # Published ports: DNATed connections may enter non-internal networks.
         "oifname @bridges oifname != @internal ct status dnat accept",
         # Nothing else enters a pynet network: not other pynet networks, Docker's bridges, the outside.
-        "oifname @bridges counter drop",
+        commented("oifname @bridges counter drop", "drop:isolation"),
         # --internal: no way out.
-        "iifname @internal counter drop",
+        commented("iifname @internal counter drop", "drop:internal"),
     ]
     r["forward"] += [f'iifname @bridges oifname "{p}" drop' for p in DOCKER_BRIDGES]
     # --internal reaches the host at its own gateway only, not at the host's other addresses.
     r["input"] += [
-        "iifname @internal fib daddr type local iifname . ip daddr != @internal_gw4 counter drop",
-        "iifname @internal fib daddr type local ip6 daddr != fe80::/10 iifname . ip6 daddr != @internal_gw6 "
-        "counter drop",
+        commented("iifname @internal fib daddr type local iifname . ip daddr != @internal_gw4 counter drop",
+                  "drop:internal-host"),
+        commented("iifname @internal fib daddr type local ip6 daddr != fe80::/10 iifname . ip6 daddr "
+                  "!= @internal_gw6 counter drop", "drop:internal-host"),
     ]
     # Packets for 127.0.0.0/8 arriving on any other interface are martians; dropping them
     # before DNAT keeps ports bound to 127.0.0.1 local (Docker's moby#45610).
-    r["raw_pre"].append('iifname != "lo" ip daddr 127.0.0.0/8 counter drop')
+    r["raw_pre"].append(commented('iifname != "lo" ip daddr 127.0.0.0/8 counter drop', "drop:localhost"))
     # l2bridge: a container sends with its own address only (IPv6: and its link-local ones).
-    r["raw_pre"].append("iifname @l2b_ifs iifname . ip saddr != @l2b_src4 counter drop")
-    r["raw_pre"].append("iifname @l2b_ifs ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @l2b_src6 "
-                        "counter drop")
-    r["raw_pre"].append("iifname @l2b_ifs icmpv6 type { nd-router-advert, nd-redirect } counter drop")
+    r["raw_pre"] += [commented(rule, comment) for rule, comment in (
+        ("iifname @l2b_ifs iifname . ip saddr != @l2b_src4 counter drop", "spoof:l2bridge:ipv4"),
+        ("iifname @l2b_ifs ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @l2b_src6 counter drop",
+         "spoof:l2bridge:ipv6"),
+        ("iifname @l2b_ifs icmpv6 type { nd-router-advert, nd-redirect } counter drop", "spoof:l2bridge:router"),
+    )]
     for chain in ("dnat_pre", "dnat_out"):
         for fam, nfproto in (("ip", "ipv4"), ("ip6", "ipv6")):
             n = "4" if fam == "ip" else "6"
@@ -181,6 +211,21 @@ def rules() -> dict[str, list[str]]:
         # localhost -> published port: 127.0.0.1 cannot be a source on the bridge.
         "oifname @bridges ip saddr 127.0.0.0/8 masquerade",
     ]
+    return count_rules(r)
+
+
+def count_rules(r: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every later packet of a published port's connection bumps its map element's counter."""
+    for chain, direction, target in (("count_pre", "original", "pub_orig"), ("count_out", "original", "pub_orig"),
+                                     ("count_post", "reply", "pub_reply"), ("count_in", "reply", "pub_reply")):
+        r[chain].append(f"ct status dnat ct direction {direction} jump {target}")
+    for fam, n, nfproto in (("ip", "4", "ipv4"), ("ip6", "6", "ipv6")):
+        # Original direction: addressed to the published address and port (not rewritten yet).
+        r["pub_orig"].append(f"meta nfproto {nfproto} {fam} daddr . meta l4proto . th dport @pub{n} return")
+        r["pub_orig"].append(f"meta nfproto {nfproto} meta l4proto . th dport @pubany{n} return")
+        # Replies: from the published address and port (their source already rewritten back).
+        r["pub_reply"].append(f"meta nfproto {nfproto} {fam} saddr . meta l4proto . th sport @pub{n} return")
+        r["pub_reply"].append(f"meta nfproto {nfproto} meta l4proto . th sport @pubany{n} return")
     return r
 
 
@@ -190,8 +235,9 @@ def skeleton(table: str) -> list[str]:
     lines = [f"add table {t}", f"delete table {t}", f"add table {t}"]
     lines += [f"add set {t} {name} {{ type {typ}; }}" for name, typ in SETS.items()]
     lines += [f"add set {t} {name} {{ type {typ}; flags interval; }}" for name, typ in INTERVAL_SETS.items()]
-    lines += [f"add map {t} {name} {{ type {typ}; }}" for name, typ in MAPS.items()]
-    lines += [f"add chain {t} {name} {{ {spec} }}" for name, spec in CHAINS.items()]
+    lines += [f"add map {t} {name} {{ type {typ}; counter; }}" for name, typ in MAPS.items()]
+    lines += [f"add chain {t} {name} {{ {spec} }}" if spec else f"add chain {t} {name}"
+              for name, spec in CHAINS.items()]
     for chain, items in rules().items():
         lines += [f"add rule {t} {chain} {rule}" for rule in items]
     b = f"bridge {table}"
@@ -199,8 +245,9 @@ def skeleton(table: str) -> list[str]:
     lines += [f"add set {b} {name} {{ type {typ}; }}" for name, typ in BRIDGE_SETS.items()]
     lines += [f"add set {b} {name} {{ typeof {typ}; }}" for name, typ in BRIDGE_TYPEOF_SETS.items()]
     lines += [f"add chain {b} {name} {{ {spec} }}" for name, spec in BRIDGE_CHAINS.items()]
-    lines += [f"add rule {b} spoof {rule}" for rule in BRIDGE_RULES]
-    lines += [f"add rule {b} {chain} {rule}" for chain in ("ov_fwd", "ov_out") for rule in OV_EGRESS_RULES]
+    lines += [f"add rule {b} spoof {commented(rule, comment)}" for rule, comment in BRIDGE_RULES]
+    lines += [f"add rule {b} {chain} {commented(rule, 'drop:overlay-gateway')}" for chain in ("ov_fwd", "ov_out")
+              for rule in OV_EGRESS_RULES]
     return lines
 
 
