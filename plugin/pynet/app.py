@@ -11,8 +11,8 @@ import socket as socketlib
 
 from aiohttp import web
 
-from .api import control, protocol
-from .config import Config
+from .api import control, metrics, protocol
+from .config import Config, parse_address
 from .core.driver import Driver
 from .store import Store
 
@@ -24,10 +24,32 @@ def make_app(cfg: Config, driver: Driver) -> web.Application:
     app = web.Application(middlewares=[protocol.errors_and_logs], client_max_size=cfg.max_body)
     app[protocol.MAX_BODY] = cfg.max_body
     app[DRIVER] = driver
+    calls = app[metrics.CALL_METRICS] = metrics.CallMetrics()
+    app[protocol.OBSERVE] = calls.observe
     app.add_routes(protocol.routes(driver, ["NetworkDriver", "IpamDriver"], scope=cfg.scope,
                                    connectivity_scope=cfg.connectivity_scope))
     app.add_routes(control.routes(driver, cfg))
+    app.add_routes(metrics.routes(driver, cfg, calls))
     return app
+
+
+async def start_metrics_listener(cfg: Config, app: web.Application) -> web.AppRunner | None:
+    """/metrics on cfg.metrics_address too. A port that cannot be bound is logged, not fatal:
+    Docker's networking must not wait on a monitoring setting."""
+    if not cfg.metrics_address:
+        return None
+    host, port = parse_address(cfg.metrics_address)
+    runner = web.AppRunner(metrics.tcp_app(app[DRIVER], cfg, app[metrics.CALL_METRICS]), access_log=None,
+                           handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        log.error("cannot serve metrics", extra={"fields": {"address": cfg.metrics_address, "error": str(e)}})
+        await runner.cleanup()
+        return None
+    log.info("metrics", extra={"fields": {"address": cfg.metrics_address}})
+    return runner
 
 
 def bind_socket(path: str) -> socketlib.socket:
@@ -68,6 +90,7 @@ async def serve(cfg: Config) -> None:
     sock = bind_socket(cfg.socket)
     site = web.SockSite(runner, sock)
     await site.start()
+    metrics_runner = await start_metrics_listener(cfg, app)
     log.info("ready", extra={"fields": {"socket": cfg.socket, "driver": cfg.driver_name,
                                         "networks": len(driver.state.nets)}})
     stop = asyncio.Event()
@@ -90,6 +113,8 @@ async def serve(cfg: Config) -> None:
     finally:
         watcher.cancel()
         log.info("stopping")
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cfg.socket)

@@ -58,6 +58,8 @@ class Config:
     # (seconds; 0 = never probe), sending probe_count probes spread over that time.
     probe_wait: float = 0.2
     probe_count: int = 2
+    # Also serve /metrics (Prometheus text) on this TCP address, e.g. 127.0.0.1:9641 ("" = only on the socket).
+    metrics_address: str = ""
 
     def __post_init__(self):
         for name, value in SCOPE_DEFAULTS.get(self.scope, SCOPE_DEFAULTS["local"]).items():
@@ -152,6 +154,8 @@ def validate(cfg: Config) -> None:
                             "is connected across nodes; leave connectivity_scope empty")
     if not 1024 <= cfg.max_body <= 1 << 30:
         raise InvalidOption(f"max_body must be 1024 to {1 << 30} bytes, got {cfg.max_body!r}")
+    if cfg.metrics_address:
+        parse_address(cfg.metrics_address)
     if not 0 < cfg.firewall_check_interval <= 3600:
         raise InvalidOption("firewall_check_interval must be between 0 and 3600 seconds")
 
@@ -164,3 +168,11 @@ def parse_port_range(text: str) -> tuple[int, int]:
     if not 1 <= lo <= hi <= 65535:
         raise InvalidOption(f"port_range must be within 1-65535 with low <= high, got {text!r}")
     return lo, hi
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """metrics_address: HOST:PORT or [IPv6]:PORT -> (host, port)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", text.strip())
+    if not m or not 1 <= int(m.group(2) or m.group(4)) <= 65535:
+        raise InvalidOption(f"metrics_address must be HOST:PORT or [IPv6]:PORT (e.g. 127.0.0.1:9641), got {text!r}")
+    return (m.group(1) or m.group(3)), int(m.group(2) or m.group(4))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp.test_utils import TestClient
 
 from pynet.errors import KernelError
+from pynet.kernel.api import LinkStats
 
 ID_A = "a" * 64
 ID_B = "b" * 64
@@ -46,6 +47,7 @@ class Link:
     vni: int = 0
     group: str = ""
     isolated: bool = False
+    stats: LinkStats = field(default_factory=LinkStats)  # tests set traffic here
 
 
 class FakeLinks:
@@ -230,6 +232,11 @@ class FakeLinks:
     async def default_route_dev(self) -> str:
         return self.default_dev
 
+    async def link_stats(self) -> dict[str, LinkStats]:
+        self.calls.append(("link_stats",))
+        self._maybe_fail("link_stats")
+        return {name: link.stats for name, link in self.links.items()}
+
     async def addresses(self) -> list[tuple[str, str]]:
         out = list(self.host_addrs)
         for link in self.links.values():
@@ -292,6 +299,10 @@ class FakeNft:
         self.fail_count = 1  # how many transactions in a row fail_next refuses
         self.docker_bridges = False  # Docker 29's nftables backend table
         self._handle = 100
+        self.rules: dict[str, list[tuple[str, str]]] = {}  # table -> (chain, comment) of each rule added
+        # Traffic the tests make up: (table, map, key) -> (packets, bytes); (table, comment) -> (packets, bytes)
+        self.element_counters: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self.rule_counters: dict[tuple[str, str], tuple[int, int]] = {}
 
     # -- the interface
     async def run(self, lines: list[str]) -> None:
@@ -305,17 +316,17 @@ class FakeNft:
             raise err
         tables = copy.deepcopy(self.tables)
         du = copy.deepcopy(self.docker_user)
+        rules = copy.deepcopy(self.rules)
         for line in lines:
-            self._apply(line, tables, du)
+            self._apply(line, tables, du, rules)
         # All or nothing, as one nft transaction.
-        self.tables, self.docker_user = tables, du
+        self.tables, self.docker_user, self.rules = tables, du, rules
         self.scripts.append(list(lines))
 
     async def list(self, what: str):
         m = re.fullmatch(r"table (inet|bridge) (\S+)", what)
         if m:
-            present = _key(m.group(1), m.group(2)) in self.tables
-            return [{"table": {"family": m.group(1), "name": m.group(2)}}] if present else None
+            return self._list_table(m.group(1), m.group(2))
         m = re.fullmatch(r"chain (ip6?) filter DOCKER-USER", what)
         if m:
             rules = self.docker_user.get(m.group(1))
@@ -326,6 +337,31 @@ class FakeNft:
         if what == "table ip docker-bridges":
             return [{"table": {"family": "ip", "name": "docker-bridges"}}] if self.docker_bridges else None
         raise AssertionError(f"unexpected nft list {what!r}")
+
+    def _list_table(self, family: str, name: str):
+        """The table as `nft -j list table` shows it: maps with their elements' counters, rules with
+        their comments and counters (what the tests put in element_counters and rule_counters)."""
+        table = _key(family, name)
+        if table not in self.tables:
+            return None
+        out: list[dict] = [{"metainfo": {"json_schema_version": 1}}, {"table": {"family": family, "name": name}}]
+        for set_name, elems in self.tables[table].items():
+            items = []
+            for key, value in elems.items():
+                parts = [int(p) if p.isdigit() else p.strip('"') for p in key.split(" . ")]
+                p, b = self.element_counters.get((table, set_name, key), (0, 0))
+                elem = {"val": {"concat": parts} if len(parts) > 1 else parts[0],
+                        "counter": {"packets": p, "bytes": b}}
+                items.append([{"elem": elem}, value] if value is not None else {"elem": elem})
+            kind = "map" if set_name.startswith("pub") else "set"
+            out.append({kind: {"family": family, "table": name, "name": set_name, "elem": items}})
+        seen = set()
+        for chain, comment in self.rules.get(table, []):
+            p, b = self.rule_counters.get((table, comment), (0, 0)) if comment not in seen else (0, 0)
+            seen.add(comment)
+            out.append({"rule": {"family": family, "table": name, "chain": chain, "comment": comment,
+                                 "expr": [{"counter": {"packets": p, "bytes": b}}, {"drop": None}]}})
+        return out
 
     # -- helpers for tests
     def elements(self, table: str, name: str) -> dict[str, str | None]:
@@ -339,7 +375,7 @@ class FakeNft:
                 out.append((expr[0]["match"]["left"]["meta"]["key"], expr[0]["match"]["right"]))
         return out
 
-    def _apply(self, line: str, tables, du) -> None:
+    def _apply(self, line: str, tables, du, rules) -> None:
         if m := _TABLE.match(line):
             op, family, table = m.groups()
             table = _key(family, table)
@@ -349,6 +385,7 @@ class FakeNft:
                 if table not in tables:
                     raise KernelError(f"nftables refused the change: delete of missing table {table}")
                 del tables[table]
+                rules.pop(table, None)
             return
         if m := _DECL.match(line):
             _kind, family, table, name = m.groups()
@@ -358,6 +395,9 @@ class FakeNft:
             table = _key(line.split()[2], line.split()[3])
             if table not in tables:
                 raise KernelError(f"nftables refused the change: no table {table}")
+            if line.startswith("add rule "):
+                comment = re.search(r' comment "([^"]*)"$', line)
+                rules.setdefault(table, []).append((line.split()[4], comment.group(1) if comment else ""))
             return
         if m := _ELEM.match(line):
             op, family, table, name, body = m.groups()

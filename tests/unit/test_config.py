@@ -73,13 +73,13 @@ def test_env_every_key():
     values = {"socket": "/tmp/a/b.sock", "state_dir": "/tmp/state", "log_level": "warning",
               "port_range": "1000-2000", "link_prefix": "ab-", "table": "t1", "firewall_check_interval": "7",
               "max_body": "4000", "dhcp_renew_after": "1.5", "connectivity_scope": "global", "probe_wait": "0",
-              "probe_count": "1", "scope": "global"}
+              "probe_count": "1", "scope": "global", "metrics_address": "[::1]:9641"}
     assert set(values) == {f.name for f in dataclasses.fields(Config)}, "a new setting needs a test here"
     cfg = config.load(None, env={"PYNET_" + k.upper(): v for k, v in values.items()})
     assert cfg == Config(socket="/tmp/a/b.sock", state_dir="/tmp/state", log_level="warning", port_range="1000-2000",
                          link_prefix="ab-", table="t1", firewall_check_interval=7.0, max_body=4000,
                          dhcp_renew_after=1.5, connectivity_scope="global", probe_wait=0.0, probe_count=1,
-                         scope="global")
+                         scope="global", metrics_address="[::1]:9641")
 
 
 def test_scope_sets_its_own_defaults():
@@ -224,7 +224,7 @@ def test_managed_plugin_defaults_are_the_daemons():
             continue
         parsed = config.load(None, env={item["Name"]: item["Value"]})
         assert getattr(parsed, key) == defaults[key], f"{item['Name']}={item['Value']} differs from the default"
-    assert {"log_level", "port_range", "max_body", "dhcp_renew_after"} <= seen
+    assert {"log_level", "port_range", "max_body", "dhcp_renew_after", "metrics_address"} <= seen
 
 
 def test_connectivity_scope_reaches_get_capabilities_and_is_checked(tmp_path):

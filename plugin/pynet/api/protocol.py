@@ -17,6 +17,8 @@ from ..errors import InvalidRequest, PynetError
 from . import wire, wire_ipam
 
 MAX_BODY = web.AppKey("max_body", int)
+# Set by app.py: (request, status, seconds, failed) -> None, e.g. api/metrics.py's CallMetrics.observe.
+OBSERVE = web.AppKey("observe_call", object)
 CALL_FIELDS = web.RequestKey("call_fields", dict)
 log = logging.getLogger("pynet.api")
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
@@ -53,7 +55,7 @@ def call_fields(body: dict) -> dict:
 
 @web.middleware
 async def errors_and_logs(request: web.Request, handler):
-    """Every error becomes {"Err": ...} here, and every call is logged with its duration."""
+    """Every error becomes {"Err": ...} here, and every call is logged (and counted) with its duration."""
     start = time.perf_counter()
     status = 200
     err = None
@@ -83,7 +85,11 @@ async def errors_and_logs(request: web.Request, handler):
         status, err = 500, f"pynet internal error: {e.__class__.__name__}: {e}"
         return reply({"Err": err}, status)
     finally:
-        fields = {"call": request.path, "status": status, "ms": round((time.perf_counter() - start) * 1000, 3)}
+        seconds = time.perf_counter() - start
+        observe = request.app.get(OBSERVE)
+        if observe is not None:
+            observe(request, status, seconds, bool(err) or status >= 400)
+        fields = {"call": request.path, "status": status, "ms": round(seconds * 1000, 3)}
         fields.update(request.get(CALL_FIELDS, {}))
         if err:
             fields["err"] = err

@@ -10,6 +10,7 @@
   guard       the host's addresses and probes on the LAN   (guard.py)
   cluster     swarm: AllocateNetwork/FreeNetwork, DiscoverNew/DiscoverDelete (cluster.py)
   reconciler  start-up, repair, periodic checks           (reconcile.py)
+  stats       live figures for /metrics                   (stats.py)
 
 Kernel objects come in (links, nft, sysctl, prober), so unit tests run it against fakes.
 """
@@ -33,6 +34,7 @@ from .networks import Networks
 from .published import Published
 from .reconcile import Reconciler
 from .state import State
+from .stats import Stats
 
 
 class Driver:
@@ -53,6 +55,7 @@ class Driver:
         self.networks = Networks(*part, ipam=self.ipam)
         self.reconciler = Reconciler(self.networks, links, self.networks, self.endpoints, cfg.owner_tag)
         self.cluster = Cluster(self.networks, cfg.scope, self.node)
+        self.stats = Stats(self.state, self.modes, links, self.firewall, self.leases)
 
     async def start(self) -> None:
         self.ipam.load()

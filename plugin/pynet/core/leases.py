@@ -50,6 +50,7 @@ class Leases:
         self.renew_after = renew_after  # tests: renew this long after each ACK instead of at T1
         self.lost_retry = LOST_RETRY
         self.tasks: dict[tuple[str, str, int], asyncio.Task] = {}
+        self.renewal_failures = 0  # since start, for the metrics
 
     def _client(self, v: int):
         return self.client if v == 4 else self.client6
@@ -189,6 +190,7 @@ class Leases:
                 await self._lose(net_id, mac, v, f"refused by the server: {e}")
             except Exception as e:  # noqa: BLE001 - keep trying until the lease runs out
                 last_attempt = time.time()
+                self.renewal_failures += 1
                 log.warning(f"{FAMILIES[v].label} renewal failed", extra={"fields": {
                     "mac": mac, "ip": lease.ip, "error": str(e)}})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ..errors import NotFound
+from ..errors import NotFound, StateError
 from ..model import Endpoint, Network
 
 
@@ -27,6 +27,7 @@ class State:
         # `docker plugin upgrade` resets a `state.source` set with `docker plugin set`): everything
         # in the kernel is kept as it is, until an operator's `pynet reconcile`.
         self.moved = ""
+        self.save_failures = 0  # state files that could not be written, since start (metrics)
 
     def load(self) -> None:
         self.new_dir = not self.store.dir.exists()
@@ -38,7 +39,11 @@ class State:
         return bool(self.store.damaged) or bool(self.moved)
 
     def save(self, net: Network) -> None:
-        self.store.save(net)
+        try:
+            self.store.save(net)
+        except StateError:
+            self.save_failures += 1
+            raise
 
     # ------------------------------------------------------------ lookups
     def network(self, net_id: str) -> Network:

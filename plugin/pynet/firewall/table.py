@@ -11,7 +11,7 @@ import logging
 
 from ..errors import KernelError
 from ..model import Binding
-from . import docker_user, ruleset
+from . import counters, docker_user, ruleset
 
 log = logging.getLogger("pynet.firewall")
 
@@ -110,6 +110,11 @@ class Firewall:
 
     async def table_present(self) -> bool:
         return await self._present()
+
+    async def counters(self) -> counters.Counters:
+        """Published ports' and drop rules' counters: one listing per table, no lock (it changes
+        nothing; libnftables calls are serialised by kernel/nft.py)."""
+        return await counters.read(self.nft, self.table)
 
     async def docker_backend(self) -> str:
         """Docker's firewall, read from nftables (handlers never call Docker's API): "iptables"

@@ -8,7 +8,22 @@ Protocols (same methods, same parameters), so a fake cannot drift from the real 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """A link's counters as the host sees them (IFLA_STATS64): its own receive and transmit side."""
+
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+    rx_errors: int = 0
+    tx_errors: int = 0
 
 
 @runtime_checkable
@@ -61,6 +76,8 @@ class LinksAPI(Protocol):
     async def addresses(self) -> list[tuple[str, str]]: ...
 
     async def container_addr(self, sandbox: str, mac: str, cidr: str, present: bool) -> bool: ...
+
+    async def link_stats(self) -> dict[str, LinkStats]: ...
 
 
 @runtime_checkable

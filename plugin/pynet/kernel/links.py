@@ -14,10 +14,13 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
+from .api import LinkStats
 from .routes import RouteOps
 from .sandbox import set_container_addr
 
 IFA_F_NODAD = 0x02
+_STATS_FIELDS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped", "rx_errors",
+                 "tx_errors")
 RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
 
 
@@ -86,6 +89,15 @@ class Links(RouteOps):
 
     async def list(self) -> list[LinkInfo]:
         return [_info(m) for m in await self._call("list links", "link", "dump")]
+
+    async def link_stats(self) -> dict[str, LinkStats]:
+        """Every host link's counters, name -> LinkStats, from ONE dump (what a metrics scrape costs)."""
+        out = {}
+        for m in await self._call("list link counters", "link", "dump"):
+            s = m.get("IFLA_STATS64")
+            if s is not None:
+                out[m.get("IFLA_IFNAME")] = LinkStats(*(int(s.get(f) or 0) for f in _STATS_FIELDS))
+        return out
 
     async def get(self, name: str) -> LinkInfo | None:
         msgs = await self._call(f"look up {name}", "link", "get", ifname=name, ok_errnos=(errno.ENODEV,))
