@@ -1,4 +1,4 @@
-"""`pynet` command line: serve, ls, inspect, ports, port, leases, reconcile, doctor."""
+"""`pynet` command line: serve, ls, inspect, ports, port, leases, stats, reconcile, doctor."""
 
 from __future__ import annotations
 
@@ -156,6 +156,14 @@ def _doctor(args) -> int:
     return doctor.run(args.socket)
 
 
+def _stats(args) -> int:
+    from . import stats_cli
+
+    if not args.interval > 0:
+        raise SystemExit("pynet: --interval must be a positive number of seconds")
+    return stats_cli.run(args)
+
+
 def _table(rows) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -198,6 +206,12 @@ def main(argv=None) -> int:
         "ports": ("list published ports (all, or of one container or network)", _ports,
                   [(("target",), {"nargs": "?", "help": "container or network (name or ID)"}), json_flag]),
         "leases": ("DHCP leases held for containers (--ipam-driver pynet)", _leases, [json_flag]),
+        "stats": ("live traffic per container and published port (rates between two scrapes of /metrics)",
+                  _stats, [(("target",), {"nargs": "?", "help": "network or container (name or ID); default all"}),
+                           (("--no-stream",), {"action": "store_true", "help": "print one view and exit"}),
+                           (("--format",), {"choices": ("table", "json"), "default": "table"}),
+                           (("--interval",), {"type": float, "default": 1.0,
+                                              "help": "seconds between the two scrapes of a rate (default 1)"})]),
         "reconcile": ("rebuild what the state has and the kernel lacks; remove leftovers", _reconcile, []),
         "doctor": ("check the kernel, Docker's firewall and leftovers", _doctor, []),
     }

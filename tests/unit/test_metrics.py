@@ -234,3 +234,17 @@ def test_counters_parsed_from_nft_json():
     counters.parse(LISTING, got)
     assert got.ports == {("pub6", "2001:db8::1 . udp . 53"): (5, 61), ("pubany4", "tcp . 8080"): (25, 151316)}
     assert got.drops == {"drop:isolation": (3, 180)}
+
+
+async def test_pynet_stats_reads_what_the_daemon_writes(driver, docker, links, nft):
+    from pynet import stats_cli
+
+    await two_containers(driver)
+    links.links[H1].stats = LinkStats(tx_bytes=5000)
+    nft.element_counters[(T, "pubany4", "tcp . 8080")] = (12, 34567)
+    async with docker.client.get("/metrics") as resp:
+        sample = stats_cli.parse(await resp.text(), 1.0)
+    assert sample.endpoints[(ID_A[:12], EP_1[:12])]["rx_bytes"] == 5000
+    assert sample.endpoints[(ID_A[:12], EP_1[:12])]["counted"] is True
+    assert sample.ports[(ID_A[:12], EP_1[:12], "tcp", "0.0.0.0", "8080", "80")] == {"bytes": 34567, "packets": 12}
+    assert "nat/mac" in sample.spoof_drops and "isolation" in sample.firewall_drops

@@ -8,12 +8,15 @@ at scrape time by core/stats.py, yielded by api/exposition.py's collector).
 
 from __future__ import annotations
 
+import prometheus_client
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
 from .exposition import Live
 
+# No `*_created` series (a start time per call label): they double the histogram's lines for nothing.
+prometheus_client.disable_created_metrics()
 # Every name and label here is a classic one, so the text is the 0.0.4 format whatever the library's
 # newest (0.26 announces 1.0.0, which Prometheus servers before 3.0 do not name): say 0.0.4.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
