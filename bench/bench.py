@@ -16,6 +16,7 @@ taken in the same run:
   7. with --proxy-off: section 3 again against dockerd --userland-proxy=false (restarts dockerd)
   8. a swarm of two Docker 28 nodes (scripts/swarm.sh): task start time and node-to-node iperf3
      over pynet overlay and l2bridge vs Docker's overlay and macvlan (`--only swarm` alone)
+  9. metrics scrape cost: GET /metrics at 0 / 100 / 1,000 endpoints (10 published ports each)
 
 Layout: this file is the command line; runner.py the run (Bench); measure/ one module per
 section and its registry; daemon.py the daemon under test; common.py names and shell/docker

@@ -37,6 +37,8 @@ PARAMS = {
     "rec_endpoints": (100, 100),
     "rec_rounds": (3, 5),
     "swarm_rounds": (1, 3),
+    "scrape_levels": ((0, 100, 1000), (0, 100, 1000)),
+    "scrape_rounds": (10, 30),
 }
 
 

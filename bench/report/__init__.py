@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, ports, protocol, proxy_off, recovery, swarm
+from . import docker_run, iperf3, lan, lan_run, metrics, ports, protocol, proxy_off, recovery, swarm
 from .fmt import fmt
 from .page import Page
 
@@ -36,9 +36,11 @@ PARTS = [  # in the report's order
     Part("ports_proxy_off", "7. Published ports with Docker's `--userland-proxy=false`", proxy_off.render,
          proxy_off.headline, proxy_off.not_run),
     Part("swarm", "8. A swarm: task start and node-to-node throughput", swarm.render, swarm.headline),
+    Part("metrics", "9. Metrics: the cost of a /metrics scrape", metrics.render, metrics.headline),
 ]
 # the headlines' order (what a user feels first); a part not named here follows, in the report's order
-HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "ports_proxy_off", "recovery", "protocol")
+HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "ports_proxy_off", "recovery", "protocol",
+                  "metrics")
 
 
 def write(out: Path, r: dict, proxy_off: bool = False) -> None:

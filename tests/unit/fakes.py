@@ -407,6 +407,9 @@ class FakeNft:
             elems = tables[table][name]
             for item in body.split(", "):
                 key, _, value = item.partition(" : ")
+                if m := re.fullmatch(r"(.*) counter packets (\d+) bytes (\d+)", key):  # a counter's start
+                    key = m.group(1)
+                    self.element_counters[(table, name, key)] = (int(m.group(2)), int(m.group(3)))
                 if op == "add":
                     if key in elems and elems[key] != (value or None):
                         raise KernelError(f"nftables refused the change: {key} in {name} exists with another value")

@@ -248,3 +248,15 @@ async def test_pynet_stats_reads_what_the_daemon_writes(driver, docker, links, n
     assert sample.endpoints[(ID_A[:12], EP_1[:12])]["counted"] is True
     assert sample.ports[(ID_A[:12], EP_1[:12], "tcp", "0.0.0.0", "8080", "80")] == {"bytes": 34567, "packets": 12}
     assert "nat/mac" in sample.spoof_drops and "isolation" in sample.firewall_drops
+
+
+async def test_a_rebuild_of_the_table_keeps_what_ports_counted(driver, docker, nft):
+    """Every start rebuilds the table from scratch: the port maps' counters are carried over."""
+    await two_containers(driver)
+    nft.element_counters[(T, "pubany4", "tcp . 8080")] = (12, 34567)
+    report = await driver.reconciler.reconcile()
+    assert report["errors"] == []
+    assert any("tcp . 8080 counter packets 12 bytes 34567 : 172.30.0.2 . 80" in line for line in nft.scripts[-1])
+    m = await scrape(docker)
+    assert value(m, "pynet_published_port_bytes", host_port="8080") == 34567
+    assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}  # the bookkeeping knows no counter

@@ -34,15 +34,25 @@ class Firewall:
         self.preserve = False
 
     async def rebuild(self, elems: dict[str, list[str]]) -> None:
-        """The whole table from these elements (start-up, reconcile: the caller holds every lock)."""
+        """The whole table from these elements (start-up, reconcile: the caller holds every lock).
+        Published ports keep what their elements counted (a pynet restart resets no port's metrics)."""
         wanted = _parse(elems)
         async with self._lock:
             if self.preserve and await self._present():
                 await self.nft.run(ruleset.element_lines(self.table, "add", _lines(wanted)))
             else:
+                kept = await self._port_counts()
                 await self.nft.run(ruleset.skeleton(self.table) + ruleset.element_lines(self.table, "add",
-                                                                                        _lines(wanted)))
+                                                                                        _lines(wanted, kept)))
             self._elems = wanted
+
+    async def _port_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """The port maps' element counters now (none when the table is missing or unreadable)."""
+        listing = await self.nft.list(f"table {ruleset.FAMILY} {self.table}")
+        found = counters.Counters()
+        if listing:
+            counters.parse(listing, found)
+        return found.ports
 
     async def repair(self) -> None:
         """The table again, from the bookkeeping (after something outside pynet removed it)."""
@@ -76,8 +86,9 @@ class Firewall:
                             pass  # already gone
                     await self.nft.run(adds)
                 else:
+                    kept = await self._port_counts()
                     await self.nft.run(ruleset.skeleton(self.table)
-                                       + ruleset.element_lines(self.table, "add", _lines(new)))
+                                       + ruleset.element_lines(self.table, "add", _lines(new, kept)))
             self._elems = new
 
     def has(self, name: str, element: str) -> bool:
@@ -150,5 +161,13 @@ def _parse(elems: dict[str, list[str]]) -> dict[str, dict[str, str | None]]:
     return out
 
 
-def _lines(elems: dict[str, dict[str, str | None]]) -> dict[str, list[str]]:
-    return {name: [k if v is None else f"{k} : {v}" for k, v in items.items()] for name, items in elems.items()}
+def _lines(elems: dict[str, dict[str, str | None]], counts: dict[tuple[str, str], tuple[int, int]] | None = None
+           ) -> dict[str, list[str]]:
+    """Element texts; `counts`: (map, key) -> (packets, bytes) to start a port map's element counter at."""
+    counts = counts or {}
+
+    def text(name: str, key: str, value: str | None) -> str:
+        if (name, key) in counts:
+            key = f"{key} counter packets {counts[name, key][0]} bytes {counts[name, key][1]}"
+        return key if value is None else f"{key} : {value}"
+    return {name: [text(name, k, v) for k, v in items.items()] for name, items in elems.items()}
