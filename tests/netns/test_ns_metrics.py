@@ -81,13 +81,21 @@ def test_known_traffic_moves_endpoint_and_port_counters(host):
     assert pick(after, "pynet_published_ports", network=net.id[:12]) == 2
     assert pick(after, "pynet_scrape_error", source="links") == pick(after, "pynet_scrape_error", source="nft") == 0
 
-    # A full rebuild of the table (what a start does) keeps the maps counting (from 0 again).
+    # A full rebuild of the table (what a start does): the counts are carried over, and counting goes on.
     assert host.ok("/pynet/v1/reconcile", {})["errors"] == []
     rebuilt = scrape(host)
+    assert pick(rebuilt, "pynet_published_port_bytes_total", **any_port) >= \
+        pick(after, "pynet_published_port_bytes_total", **any_port)
     send_bytes(lan.name, UPLINK_HOST, 18190)
     again = scrape(host)
     assert pick(again, "pynet_published_port_bytes_total", **any_port) - \
         pick(rebuilt, "pynet_published_port_bytes_total", **any_port) >= SEND + REPLY
+    # kill -9 and a new daemon: the endpoint's and the port's figures go on from where they were.
+    host.daemon.kill9()
+    host.daemon.start()
+    restarted = scrape(host)
+    for name, labels in (("pynet_published_port_bytes_total", any_port), ("pynet_endpoint_receive_bytes_total", ep)):
+        assert pick(restarted, name, **labels) >= pick(again, name, **labels)
 
 
 def test_spoofed_source_is_counted(host):
