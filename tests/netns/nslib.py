@@ -282,12 +282,13 @@ class Host:
         return self.nft("list", "table", "inet", TABLE, check=False).returncode == 0
 
     def nft_elements(self, name: str) -> list:
-        """Elements of a set or map of the daemon's table, as nft's JSON gives them."""
+        """Elements of a set or map of the daemon's table, as nft's JSON gives them (a port map's
+        counted key `{"elem": {"val": KEY, "counter": ...}}` given as its KEY)."""
         p = self.nft("-j", "list", "set" if not name.startswith("pub") else "map", "inet", TABLE, name)
         for item in json.loads(p.stdout)["nftables"]:
             body = item.get("set") or item.get("map")
             if body:
-                return body.get("elem", [])
+                return [[_key(e[0]), *e[1:]] if isinstance(e, list) else _key(e) for e in body.get("elem", [])]
         return []
 
     def forward_drops(self, key: str, set_name: str) -> int:
@@ -351,6 +352,10 @@ class Host:
         except AssertionError as e:
             errors.append(str(e))
         assert not errors, errors
+
+
+def _key(elem):
+    return elem["elem"]["val"] if isinstance(elem, dict) and "elem" in elem else elem
 
 
 def pynet_cli(host: Host, *args: str) -> subprocess.CompletedProcess:
