@@ -96,15 +96,16 @@ def main() -> int:
         traceback.print_exc()
         rc = 1
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        try:
-            b.dockerd_restore()  # normally done by its section already
-        except Exception:  # noqa: BLE001
-            traceback.print_exc()
-        left = b.cleanup(final=True)
-        if left:
-            log(f"cleaned up: {', '.join(left)}")
+        if b.owns_names:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
+            try:
+                b.dockerd_restore()  # normally done by its section already
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+            left = b.cleanup(final=True)
+            if left:
+                log(f"cleaned up: {', '.join(left)}")
     return rc
 
 

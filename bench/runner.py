@@ -55,6 +55,9 @@ class Bench:
         self.proxy_off = False  # --proxy-off: section ports_proxy_off (restarts dockerd)
         self.dockerd_orig: dict | None = None  # set while dockerd runs with --userland-proxy=false
         self.p = {k: q if quick else full for k, (q, full) in PARAMS.items()}
+        # Set once preflight found no other bench on the bench's names: only then is the clean-up ours to do
+        # (a run refused because another `make bench` is running must not remove that run's daemon and objects).
+        self.owns_names = False
 
     # ------------------------------------------------------------ helpers for the sections
     def spawn(self, cmd: list[str], **kw) -> subprocess.Popen:
@@ -310,6 +313,7 @@ class Bench:
     # ------------------------------------------------------------ main
     def run(self) -> int:
         self.preflight()
+        self.owns_names = True
         found = self.cleanup(final=False)
         if found:
             log(f"removed leftovers of an earlier run: {', '.join(found)}")
