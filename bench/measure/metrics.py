@@ -1,5 +1,7 @@
-"""Section 8: what a scrape of /metrics costs as a network grows: 0, 100 and 1,000 endpoints (10 published
-ports each: 1,000 and 10,000 ports), made through protocol calls on the daemon's socket (no dockerd).
+"""Section 8: what a scrape of /metrics costs as pynet grows: 0, 100 and 1,000 endpoints (10 published
+ports each: 1,000 and 10,000 ports), made through protocol calls on the daemon's socket (no dockerd),
+100 endpoints per network (a scrape's cost is in the totals: one link dump, one listing per table,
+one pass; the networks' state files are kept small, as a call rewrites its network's whole file).
 
 Per level: scrapes in a row, each timed from the client (request to last byte) and by the daemon
 itself (pynet_scrape_read_seconds: the link dump and the two nft listings), the body's size and
@@ -18,13 +20,22 @@ from daemon import new_id
 if TYPE_CHECKING:
     from runner import Bench
 
-POOL, GATEWAY = "10.250.0.0/16", "10.250.0.1/16"
+PER_NET = 100
 PORTS_PER_EP = 10
 FIRST_HOST_PORT = 21000  # endpoint i publishes 21000 + 10 i ... + 9 (to 30999: below the ephemeral range)
 
 
 def _address(i: int) -> str:
-    return f"10.250.{(i + 2) // 256}.{(i + 2) % 256}/16"
+    return f"10.250.{i // PER_NET}.{i % PER_NET + 2}/24"
+
+
+def _network(b: Bench, k: int) -> str:
+    net_id = new_id()
+    b.d.ok("/NetworkDriver.CreateNetwork", {
+        "NetworkID": net_id, "Options": {"com.docker.network.enable_ipv6": False, "com.docker.network.generic": {}},
+        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": f"10.250.{k}.0/24", "Gateway": f"10.250.{k}.1/24",
+                      "AuxAddresses": {}}], "IPv6Data": []})
+    return net_id
 
 
 def _options(i: int) -> dict:
@@ -35,10 +46,13 @@ def _options(i: int) -> dict:
             "com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": 8000 + j} for j in range(PORTS_PER_EP)]}
 
 
-def grow(b: Bench, net_id: str, have: int, want: int) -> float:
-    """Endpoints have..want-1 as `docker run -p` would make them: seconds taken."""
+def grow(b: Bench, nets: list[str], have: int, want: int) -> float:
+    """Endpoints have..want-1 as `docker run -p` would make them (a new network every PER_NET): seconds."""
     t0 = time.perf_counter()
     for i in range(have, want):
+        if i % PER_NET == 0:
+            nets.append(_network(b, i // PER_NET))
+        net_id = nets[-1]
         ep_id, opts = new_id(), _options(i)
         ids = {"NetworkID": net_id, "EndpointID": ep_id}
         b.d.ok("/NetworkDriver.CreateEndpoint", {**ids, "Interface": {"Address": _address(i), "AddressIPv6": "",
@@ -77,21 +91,18 @@ def level(b: Bench, rounds: int) -> dict:
 
 def measure(b: Bench) -> dict:
     rounds = b.p["scrape_rounds"]
-    net_id = new_id()
-    b.d.ok("/NetworkDriver.CreateNetwork", {
-        "NetworkID": net_id, "Options": {"com.docker.network.enable_ipv6": False, "com.docker.network.generic": {}},
-        "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": POOL, "Gateway": GATEWAY, "AuxAddresses": {}}],
-        "IPv6Data": []})
+    nets: list[str] = []
     levels, fill, have = [], {}, 0
     try:
         for n in b.p["scrape_levels"]:
-            fill[n] = grow(b, net_id, have, n)
+            fill[n] = grow(b, nets, have, n)
             have = n
             levels.append(level(b, rounds))
             b.rss_mark(f"metrics: {n} endpoints, {n * PORTS_PER_EP} ports")
     finally:
         t0 = time.perf_counter()
-        b.d.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net_id})
+        for net_id in nets:
+            b.d.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net_id})
         delete_s = time.perf_counter() - t0
-    return {"rounds": rounds, "ports_per_endpoint": PORTS_PER_EP, "levels": levels, "fill_s": fill,
-            "delete_network_s": delete_s}
+    return {"rounds": rounds, "ports_per_endpoint": PORTS_PER_EP, "endpoints_per_network": PER_NET,
+            "levels": levels, "fill_s": fill, "delete_networks_s": delete_s}

@@ -14,9 +14,10 @@ def headline(d: dict, r: dict) -> list[str]:
 
 
 def render(page: Page, d: dict) -> None:
-    page.add("`GET /metrics` on the daemon's socket, on one nat network grown through protocol calls "
-             f"(CreateEndpoint, Join, ProgramExternalConnectivity with {d['ports_per_endpoint']} ports each, as "
-             "`docker run -p` sends them; no dockerd, no traffic). At each size, "
+    page.add("`GET /metrics` on the daemon's socket, with nat networks of "
+             f"{d['endpoints_per_network']} endpoints grown through protocol calls (CreateEndpoint, Join, "
+             f"ProgramExternalConnectivity with {d['ports_per_endpoint']} ports each, as `docker run -p` sends "
+             "them; no dockerd, no traffic). At each size, "
              f"{d['rounds']} scrapes in a row after one to warm up. *client*: request to last byte, from "
              "another process; *kernel reads*: what the daemon reports it spent in its one link dump and its "
              "one nft listing per table (`pynet_scrape_read_seconds`); *parse*: prometheus_client's text parser "
@@ -31,5 +32,6 @@ def render(page: Page, d: dict) -> None:
     page.table(["endpoints", "ports", "client ms (median)", "p95", "min–max", "kernel reads ms", "parse ms",
                 "series", "body KiB", "daemon RSS MiB"], rows)
     fill = ", ".join(f"{int(n):,} endpoints after {s:.0f} s" for n, s in d["fill_s"].items() if int(n))
-    page.add(f"Making the endpoints: {fill} (cumulative); deleting the network with them "
-             f"{d['delete_network_s']:.1f} s. A scrape holds no lock: calls of Docker's are served between its reads.")
+    page.add(f"Making the endpoints: {fill} (cumulative); deleting the networks with them "
+             f"{d['delete_networks_s']:.1f} s. A scrape takes no network's lock: Docker's calls are served "
+             "between its reads (libnftables is used by one thread at a time, so a change waits for a listing).")
