@@ -8,9 +8,10 @@ NET, EP1, EP2 = "aaaaaaaaaaaa", "111111111111", "222222222222"
 
 
 def text(rx: int, port_bytes: int, spoofed: int = 0) -> str:
-    ep1 = f'network="{NET}",endpoint="{EP1}",mode="nat",interface="pn-h1111"'
+    ep1 = f'network="{NET}",endpoint="{EP1}",mode="nat"'
     return f"""# TYPE pynet_endpoint_info gauge
-pynet_endpoint_info{{{ep1},mac="02:42:ac:1e:00:02",ipv4="172.30.0.2/24",ipv6="",counted="true"}} 1
+pynet_endpoint_info{{{ep1},interface="pn-h1111",mac="02:42:ac:1e:00:02",ipv4="172.30.0.2/24",ipv6="",\
+counted="true"}} 1
 pynet_endpoint_info{{network="{NET}",endpoint="{EP2}",mode="transparent",interface="",mac="02:42:c0:a8:32:14",\
 ipv4="192.168.50.20/24",ipv6="",counted="false"}} 1
 # TYPE pynet_endpoint_receive_bytes counter

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from .. import __version__
 from ..core.stats import LEASE_STATES, Snapshot
 
-EP = ["network", "endpoint", "mode", "interface"]
+EP = ["network", "endpoint", "mode"]  # the interface (and more) is in pynet_endpoint_info: 10,000s of lines less
 PORT = ["network", "endpoint", "proto", "host_ip", "host_port", "container_port"]
 TRAFFIC = (  # (metric, Traffic field, help)
     ("pynet_endpoint_receive_bytes", "rx_bytes", "Bytes received by the container on this endpoint"),
@@ -49,11 +49,11 @@ class Live:
     def _endpoints(self):
         info = GaugeMetricFamily("pynet_endpoint_info", "One per endpoint; counted=false: its mode leaves no "
                                  "host-side interface to count traffic on (transparent)",
-                                 labels=EP + ["mac", "ipv4", "ipv6", "counted"])
+                                 labels=EP + ["interface", "mac", "ipv4", "ipv6", "counted"])
         fams = [(CounterMetricFamily(name, text, labels=EP), attr) for name, attr, text in TRAFFIC]
         for e in self.s.endpoints:
-            labels = [short(e.network), short(e.endpoint), e.mode, e.interface]
-            info.add_metric(labels + [e.mac, e.ipv4, e.ipv6, str(e.counted).lower()], 1)
+            labels = [short(e.network), short(e.endpoint), e.mode]
+            info.add_metric(labels + [e.interface, e.mac, e.ipv4, e.ipv6, str(e.counted).lower()], 1)
             if e.traffic is not None:
                 for fam, attr in fams:
                     fam.add_metric(labels, getattr(e.traffic, attr))

@@ -14,13 +14,12 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
+from . import linkstats
 from .api import LinkStats
 from .routes import RouteOps
 from .sandbox import set_container_addr
 
 IFA_F_NODAD = 0x02
-_STATS_FIELDS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped", "rx_errors",
-                 "tx_errors")
 RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
 
 
@@ -91,13 +90,12 @@ class Links(RouteOps):
         return [_info(m) for m in await self._call("list links", "link", "dump")]
 
     async def link_stats(self) -> dict[str, LinkStats]:
-        """Every host link's counters, name -> LinkStats, from ONE dump (what a metrics scrape costs)."""
-        out = {}
-        for m in await self._call("list link counters", "link", "dump"):
-            s = m.get("IFLA_STATS64")
-            if s is not None:
-                out[m.get("IFLA_IFNAME")] = LinkStats(*(int(s.get(f) or 0) for f in _STATS_FIELDS))
-        return out
+        """Every host link's counters, name -> LinkStats, from ONE dump (what a metrics scrape costs),
+        decoded by linkstats.py (pyroute2 would decode every attribute of every link)."""
+        try:
+            return await asyncio.to_thread(linkstats.dump)
+        except OSError as e:
+            raise KernelError(f"list link counters: {e.strerror or e}") from None
 
     async def get(self, name: str) -> LinkInfo | None:
         msgs = await self._call(f"look up {name}", "link", "get", ifname=name, ok_errnos=(errno.ENODEV,))
