@@ -81,7 +81,7 @@ class Live:
         spoof = CounterMetricFamily("pynet_spoof_drops", "Packets a container sent posing as another (its MAC, "
                                     "address, ARP or ND claims), dropped", labels=["mode", "check"])
         other = CounterMetricFamily("pynet_firewall_drops", "Packets pynet's firewall dropped, by reason "
-                                    "(isolation, internal, internal-host, localhost)", labels=["reason"])
+                                    "(isolation, internal, internal-host, localhost, overlay-gateway)", labels=["reason"])
         for comment, (p, _b) in sorted(self.s.drops.items()):
             parts = comment.split(":")
             if parts[0] == "spoof" and len(parts) == 3:
