@@ -1,4 +1,4 @@
-"""`pynet` command line: serve, ls, inspect, ports, port, leases, stats, reconcile, doctor."""
+"""`pynet` command line: serve, ls, inspect, ports, port, limit, leases, stats, reconcile, doctor."""
 
 from __future__ import annotations
 
@@ -142,6 +142,47 @@ def _port_change(args) -> int:
     return 0
 
 
+def _limit(args) -> int:
+    """`pynet limit`: all limited endpoints; `pynet limit CONTAINER`: its limits; with KEY=VALUE: change them."""
+    sock = client.find_socket(args.socket)
+    settings = {}
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise SystemExit(f"pynet: {item!r} is not KEY=VALUE (e.g. ingress_rate=10mbit, egress_burst=64kb, "
+                             f"egress_rate=none, ingress_rate=default)")
+        settings[key.strip()] = value.strip()
+    if args.container:
+        net_id, ep_id = _container_endpoint(sock, args.container, args.net)
+        if settings:
+            docs = [client.call(sock, "POST", "/pynet/v1/limits",
+                                {"NetworkID": net_id, "EndpointID": ep_id, "limits": settings})]
+        else:
+            docs = client.call(sock, "GET", f"/pynet/v1/limits?network={net_id}&endpoint={ep_id}")
+    else:
+        if settings:
+            raise SystemExit("pynet: name the container whose limits to change: pynet limit CONTAINER KEY=VALUE ...")
+        docs = [d for d in client.call(sock, "GET", "/pynet/v1/limits") if d["limits"]]
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
+    names = client.docker_network_names()
+    containers = client.docker_endpoint_names({d["network"] for d in docs})
+    rows = [("CONTAINER", "NETWORK", "MODE", "INGRESS (IN)", "EGRESS (OUT)", "OWN SETTINGS")]
+    for d in docs:
+        lim = d["limits"]
+        rows.append((containers.get(d["endpoint"], d["endpoint"][:12]), names.get(d["network"], d["network"][:12]),
+                     d["mode"], _direction(lim, "ingress"), _direction(lim, "egress"),
+                     " ".join(f"{k}={v}" for k, v in d["overrides"].items()) or "-"))
+    _table(rows)
+    return 0
+
+
+def _direction(lim: dict, name: str) -> str:
+    rate = lim.get(f"{name}_rate")
+    return f"{rate} (burst {lim[f'{name}_burst']})" if rate else "none"
+
+
 def _reconcile(args) -> int:
     """Make the kernel agree with the state now (what a start does), and print what it did."""
     report = client.call(client.find_socket(args.socket), "POST", "/pynet/v1/reconcile", {}, timeout=120)
@@ -220,6 +261,16 @@ def main(argv=None) -> int:
         for flags, kw in arguments:
             s.add_argument(*flags, **kw)
         s.set_defaults(fn=fn)
+    s = sub.add_parser("limit", help="bandwidth limits of a running container (all limited ones without one)",
+                       description="KEY=VALUE: ingress_rate / egress_rate (10mbit, 1gbit, 500kbit, none), "
+                       "ingress_burst / egress_burst (64kb, 1mb); VALUE `default` goes back to the network's "
+                       "-o setting. Ingress is into the container. Kept across pynet and dockerd restarts while "
+                       "the container's endpoint lives.")
+    s.add_argument("container", nargs="?")
+    s.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+    s.add_argument("--net", help="which pynet network, when the container is on several")
+    s.add_argument(*json_flag[0], **json_flag[1])
+    s.set_defaults(fn=_limit)
     s = sub.add_parser("port", help="open or close ports on a running container")
     psub = s.add_subparsers(dest="cmd_port", required=True)
     for verb, text in (("add", "publish ports, like docker run -p"), ("rm", "close published ports")):

@@ -58,6 +58,8 @@ class Endpoint:
     parked: list[PortMapping] = field(default_factory=list)
     gateway: bool = False  # Docker programmed it as the container's gateway endpoint (PEC, not revoked since)
     deleting: bool = False  # DeleteEndpoint received and saved: finished at start if pynet died in it
+    # Bandwidth limits of its own (--driver-opt, `pynet limit`) over the network's: {key: number}, see limits.py.
+    limits: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Network:
     v4: list[Subnet] = field(default_factory=list)
     v6: list[Subnet] = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    # Default bandwidth limits of its endpoints (-o ingress_rate=...): {key: number}, see limits.py.
+    limits: dict = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     deleting: bool = False  # DeleteNetwork received and saved: finished at start if pynet died in it
 

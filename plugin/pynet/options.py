@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import re
 
+from . import limits
 from .errors import InvalidOption
 from .model import Endpoint, Network, Subnet, id_hex, link_name
 
@@ -23,7 +24,7 @@ DOCKER_FLAGS = {
     "com.docker.network.enable_ipv6": "--ipv6",
     "com.docker.network.internal": "--internal",
 }
-COMMON = frozenset({"mode", "mtu", "container_iface_prefix"})
+COMMON = frozenset({"mode", "mtu", "container_iface_prefix", *limits.KEYS})
 COMMON_ALIASES = {
     "com.docker.network.driver.mtu": "mtu",
     "com.docker.network.container_iface_prefix": "container_iface_prefix",
@@ -189,6 +190,8 @@ def build_network(req, prefix: str, modes: dict) -> Network:
         net.ipam = "dhcp"
     if v6 and DHCP_SPACE in {d.address_space for d in req.v6}:
         net.ipam6 = "dhcp"
+    net.limits = limits.parse(user, "-o")
+    limits.check(net.limits, {}, net.mtu)
     mode.configure(net, user, prefix)
     return net
 
@@ -236,8 +239,11 @@ def _endpoint_address(name: str, value: str, version: int, net: Network) -> None
 def build_endpoint(req, net: Network, prefix: str, mode) -> Endpoint:
     """A CreateEndpoint request -> Endpoint (not yet applied)."""
     for key in req.driver_opts:
-        raise InvalidOption(f"unknown endpoint option {key!r} (--driver-opt {key}=...); pynet takes none for "
-                            f"mode={net.mode}")
+        if key not in limits.KEYS:
+            raise InvalidOption(f"unknown endpoint option {key!r} (--driver-opt {key}=...); pynet takes "
+                                f"{', '.join(limits.KEYS)}")
+    own_limits = limits.parse(req.driver_opts, "--driver-opt")
+    limits.check(net.limits, own_limits, net.mtu)
     _endpoint_address("Address", req.address, 4, net)
     _endpoint_address("AddressIPv6", req.address6, 6, net)
     if not req.address and net.v4:
@@ -252,6 +258,6 @@ def build_endpoint(req, net: Network, prefix: str, mode) -> Endpoint:
         peer_if=link_name(prefix, "k", req.endpoint_id),
         mac=valid_mac(mac) if mac else mac_for(req.address, req.endpoint_id),
         ipv4=req.address, ipv6=req.address6, mac_from_docker=bool(req.mac),
-        options=dict(req.driver_opts), ports=list(req.portmap))
+        options=dict(req.driver_opts), ports=list(req.portmap), limits=own_limits)
     mode.check_endpoint(net, ep)
     return ep

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
-from fakes import Docker, FakeLinks, FakeNft, FakeSysctl, build_app, make_driver  # noqa: E402
+from fakes import Docker, FakeLinks, FakeNft, FakePolice, FakeSysctl, build_app, make_driver  # noqa: E402
 from pynet.config import Config  # noqa: E402
 
 
@@ -39,8 +39,13 @@ def sysctls() -> FakeSysctl:
 
 
 @pytest.fixture
-async def driver(cfg, links, nft, sysctls):
-    drv = make_driver(cfg, links, nft, sysctls)
+def police() -> FakePolice:
+    return FakePolice()
+
+
+@pytest.fixture
+async def driver(cfg, links, nft, sysctls, police):
+    drv = make_driver(cfg, links, nft, sysctls, police=police)
     await drv.start()
     yield drv
     await drv.shutdown()

@@ -66,6 +66,9 @@ class FakeLinks:
         self.routers: dict[str, list[str]] = {}  # dev -> default routers through it
         self.container_addrs: dict[tuple[str, str], set[str]] = {}  # (sandbox, MAC) -> CIDRs in the container
         self.default_dev = ""  # interface of the IPv4 default route
+        self.shapes: dict[str, tuple[int, int]] = {}  # dev -> (bits/s, burst) of pynet's TBF
+        self.sources: dict[str, dict[str, tuple[int, int]]] = {}  # dev -> {MAC: (bits/s, burst)} of pynet's HTB
+        self.foreign_qdisc: set[str] = set()  # devices whose root qdisc is someone else's
 
     def _maybe_fail(self, method: str) -> None:
         err = self.fail.pop(method, None)
@@ -99,6 +102,9 @@ class FakeLinks:
         link = self.links.pop(name, None)
         if link is not None and link.peer:
             self.links.pop(link.peer, None)  # a veth goes as a pair
+        for dev in (name, link.peer if link else ""):
+            self.shapes.pop(dev, None)  # qdiscs go with their device
+            self.sources.pop(dev, None)
 
     async def ensure_bridge(self, name, alias, mtu, addrs, ipv6, mac="") -> bool:
         self.calls.append(("ensure_bridge", name))
@@ -236,6 +242,46 @@ class FakeLinks:
         self.calls.append(("link_stats",))
         self._maybe_fail("link_stats")
         return {name: link.stats for name, link in self.links.items()}
+
+    # -- tc (kernel/tc.py)
+    def _tc_dev(self, dev: str, kind: str) -> None:
+        if dev not in self.links and not any(name == dev for name, _a in self.host_addrs):
+            raise KernelError(f"interface {dev} does not exist")
+        if dev in self.foreign_qdisc:
+            raise KernelError(f"{dev} has a root qdisc (fq 8001:) that pynet did not make")
+        if (kind == "tbf" and dev in self.sources) or (kind == "htb" and dev in self.shapes):
+            raise KernelError(f"{dev} already carries pynet's other qdisc")
+
+    async def shape(self, dev, rate, burst) -> None:
+        self.calls.append(("shape", dev, rate, burst))
+        self._maybe_fail("shape")
+        self._tc_dev(dev, "tbf")
+        self.shapes[dev] = (rate, burst)
+
+    async def unshape(self, dev) -> None:
+        self.calls.append(("unshape", dev))
+        self.shapes.pop(dev, None)
+
+    async def shaped(self, dev):
+        return self.shapes.get(dev)
+
+    async def shaped_devices(self) -> dict[str, str]:
+        return {**{d: "tbf" for d in self.shapes}, **{d: "htb" for d in self.sources}}
+
+    async def shape_source(self, dev, mac, rate, burst) -> None:
+        self.calls.append(("shape_source", dev, mac, rate, burst))
+        self._maybe_fail("shape_source")
+        self._tc_dev(dev, "htb")
+        self.sources.setdefault(dev, {})[mac] = (rate, burst)
+
+    async def unshape_source(self, dev, mac) -> None:
+        self.calls.append(("unshape_source", dev, mac))
+        self.sources.get(dev, {}).pop(mac, None)
+        if not self.sources.get(dev, True):
+            del self.sources[dev]  # the HTB goes with its last class
+
+    async def shaped_sources(self, dev) -> set[str]:
+        return set(self.sources.get(dev, {}))
 
     async def addresses(self) -> list[tuple[str, str]]:
         out = list(self.host_addrs)
@@ -437,6 +483,49 @@ class FakeNft:
         raise AssertionError(f"fake nft does not understand {line!r}")
 
 
+# ---------------------------------------------------------------- policers (kernel/police.py)
+
+class FakePolice:
+    """Policers by (device, destination MAC or ""); like the kernel here, they outlive their device."""
+
+    def __init__(self) -> None:
+        self.policers: dict[tuple[str, str], tuple[int, int]] = {}
+        self.calls: list[tuple] = []
+        self.fail: dict[str, Exception] = {}
+
+    def _maybe_fail(self, method: str) -> None:
+        err = self.fail.pop(method, None)
+        if err is not None:
+            raise err
+
+    async def police(self, dev, rate, burst) -> None:
+        self.calls.append(("police", dev, rate, burst))
+        self._maybe_fail("police")
+        self.policers[(dev, "")] = (rate, burst)
+
+    async def unpolice(self, dev) -> None:
+        self.calls.append(("unpolice", dev))
+        self.policers.pop((dev, ""), None)
+
+    async def police_dest(self, dev, mac, rate, burst) -> None:
+        self.calls.append(("police_dest", dev, mac, rate, burst))
+        self._maybe_fail("police_dest")
+        self.policers[(dev, mac)] = (rate, burst)
+
+    async def unpolice_dest(self, dev, mac) -> None:
+        self.calls.append(("unpolice_dest", dev, mac))
+        self.policers.pop((dev, mac), None)
+
+    async def policed(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return dict(self.policers)
+
+    async def sweep(self, keep: set[tuple[str, str]]) -> list[str]:
+        gone = sorted(set(self.policers) - keep)
+        for key in gone:
+            del self.policers[key]
+        return [f"policer {dev} {mac}".strip() for dev, mac in gone]
+
+
 # ---------------------------------------------------------------- sysctl
 
 class FakeSysctl:
@@ -536,14 +625,14 @@ def ip_of(cidr: str) -> str:
 
 # ---------------------------------------------------------------- the service
 
-def make_driver(cfg, links, nft, sysctls, dhcp_client=None, prober=None):
+def make_driver(cfg, links, nft, sysctls, dhcp_client=None, prober=None, police=None):
     """A Driver on fake kernel parts; host ports are never probed with real sockets, LAN addresses never
     with real packets."""
     from pynet.core.driver import Driver
     from pynet.store import Store
 
     drv = Driver(cfg, Store(cfg.state_dir), links, nft, sysctl_ensure=sysctls, dhcp_client=dhcp_client,
-                 prober=prober or FakeProber())
+                 prober=prober or FakeProber(), police=police if police is not None else FakePolice())
     drv.published.probe = lambda family, host_ip, proto, port: None
     return drv
 

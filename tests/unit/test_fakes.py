@@ -10,8 +10,8 @@ import inspect
 
 import pytest
 
-from fakes import FakeLinks, FakeNft, FakeProber, FakeSysctl
-from pynet.kernel.api import LinksAPI, NftAPI, ProbeAPI, SysctlAPI
+from fakes import FakeLinks, FakeNft, FakePolice, FakeProber, FakeSysctl
+from pynet.kernel.api import LinksAPI, NftAPI, PoliceAPI, ProbeAPI, SysctlAPI, TcAPI
 
 
 def _methods(proto) -> dict[str, inspect.Signature]:
@@ -30,12 +30,16 @@ def _real(kind: str):
     if kind == "probe":
         from pynet.kernel.probe import Prober
         return Prober
+    if kind == "police":
+        from pynet.kernel.police import Police
+        return Police
     from pynet.kernel.nft import Nft
     return Nft
 
 
-@pytest.mark.parametrize("proto, fake, real", [(LinksAPI, FakeLinks, "links"), (NftAPI, FakeNft, "nft"),
-                                               (ProbeAPI, FakeProber, "probe")])
+@pytest.mark.parametrize("proto, fake, real", [(LinksAPI, FakeLinks, "links"), (TcAPI, FakeLinks, "links"),
+                                               (NftAPI, FakeNft, "nft"), (ProbeAPI, FakeProber, "probe"),
+                                               (PoliceAPI, FakePolice, "police")])
 def test_fake_and_real_class_match_the_protocol(proto, fake, real):
     wanted = _methods(proto)
     assert wanted, "the Protocol declares no method"
@@ -55,11 +59,14 @@ def test_what_the_core_calls_is_in_the_protocol():
     import re
 
     root = pathlib.Path(__file__).resolve().parents[2] / "plugin" / "pynet"
-    used = set()
+    used, policing = set(), set()
     for path in list((root / "modes").glob("*.py")) + list((root / "core").glob("*.py")):
         used |= set(re.findall(r"self\.links\.(\w+)\(", path.read_text()))
-    assert used, "no kernel calls found: the scan is broken"
-    assert used <= set(_methods(LinksAPI)), f"used but not in LinksAPI: {sorted(used - set(_methods(LinksAPI)))}"
+        policing |= set(re.findall(r"self\.police\.(\w+)\(", path.read_text()))
+    assert used and policing, "no kernel calls found: the scan is broken"
+    declared = set(_methods(LinksAPI)) | set(_methods(TcAPI))
+    assert used <= declared, f"used but not in LinksAPI/TcAPI: {sorted(used - declared)}"
+    assert policing <= set(_methods(PoliceAPI)), f"used but not in PoliceAPI: {sorted(policing - set(_methods(PoliceAPI)))}"
 
 
 def test_fake_sysctl_is_a_sysctl():

@@ -68,6 +68,17 @@ class Control:
     async def leases(self, _request):
         return _json(views.leases(self.d.state.nets.values()))
 
+    async def list_limits(self, request):
+        return _json(self.d.limits.listing(request.query.get("network", ""), request.query.get("endpoint", "")))
+
+    async def set_limits(self, request):
+        body = await read_body(request)
+        settings = body.get("limits")
+        if not isinstance(settings, dict) or not settings or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
+            raise InvalidRequest("limits must be a non-empty object of KEY: VALUE strings (ingress_rate: 10mbit, ...)")
+        return _json(await self.d.limits.set(wire.endpoint_ref(body), settings))
+
 
 def _port_args(body: dict) -> tuple[wire.EndpointRef, list[str]]:
     specs = body.get("ports")
@@ -80,6 +91,8 @@ def routes(driver, cfg) -> list[web.RouteDef]:
     c = Control(driver, cfg)
     return [
         web.get("/pynet/v1/leases", c.leases),
+        web.get("/pynet/v1/limits", c.list_limits),
+        web.post("/pynet/v1/limits", c.set_limits),
         web.get("/pynet/v1/ports", c.list_ports),
         web.post("/pynet/v1/ports/add", c.add_ports),
         web.post("/pynet/v1/ports/rm", c.remove_ports),

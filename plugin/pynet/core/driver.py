@@ -4,6 +4,7 @@
   networks    GwAllocCheck, CreateNetwork, DeleteNetwork  (networks.py)
   endpoints   CreateEndpoint, Join, Leave, DeleteEndpoint (endpoints.py)
   published   PEC/Revoke, pynet port add/rm               (published.py)
+  limits      `pynet limit`, the limits sweep at start    (limits.py; modes enforce them)
   ipam        the IPAM driver: pools, static allocation     (ipam.py, pools.py)
   acquire     addresses from the LAN: DHCPv4/v6, SLAAC     (acquire.py)
   leases      DHCP lease keeping: renewals, expiry, release (leases.py)
@@ -12,7 +13,7 @@
   reconciler  start-up, repair, periodic checks           (reconcile.py)
   stats       live figures for /metrics                   (stats.py)
 
-Kernel objects come in (links, nft, sysctl, prober), so unit tests run it against fakes.
+Kernel objects come in (links, nft, sysctl, prober, police), so unit tests run it against fakes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..config import Config, parse_port_range
 from ..errors import PynetError
 from ..firewall import Firewall
 from ..kernel import sysctl
+from ..kernel.police import Police
 from ..kernel.probe import Prober
 from ..model import NodeInfo
 from ..modes import make_modes
@@ -30,6 +32,7 @@ from .endpoints import Endpoints
 from .guard import AddressGuard
 from .ipam import Ipam
 from .leases import Leases
+from .limits import Limits
 from .networks import Networks
 from .published import Published
 from .reconcile import Reconciler
@@ -38,12 +41,15 @@ from .stats import Stats
 
 
 class Driver:
-    def __init__(self, cfg: Config, store, links, nft, sysctl_ensure=sysctl.ensure, dhcp_client=None, prober=None):
+    def __init__(self, cfg: Config, store, links, nft, sysctl_ensure=sysctl.ensure, dhcp_client=None, prober=None,
+                 police=None):
         self.cfg = cfg
         self.links = links
         self.state = State(store, cfg.driver_name)
         self.node = NodeInfo()
-        self.modes = make_modes(links, sysctl_ensure, cfg.owner_tag, cfg.scope, self.node)
+        # Policers live in pynet's netdev table (same name as its inet and bridge tables).
+        self.police = police if police is not None else Police(nft, cfg.table)
+        self.modes = make_modes(links, sysctl_ensure, cfg.owner_tag, cfg.scope, self.node, self.police)
         self.firewall = Firewall(nft, cfg.table)
         port_range = parse_port_range(cfg.port_range) if cfg.port_range else kernel_port_range()
         self.published = Published(self.state, self.modes, self.firewall, port_range)
@@ -53,7 +59,8 @@ class Driver:
         part = (self.state, self.modes, self.firewall, self.published, self.leases, cfg.link_prefix)
         self.endpoints = Endpoints(*part, guard=self.guard)
         self.networks = Networks(*part, ipam=self.ipam)
-        self.reconciler = Reconciler(self.networks, links, self.networks, self.endpoints, cfg.owner_tag)
+        self.limits = Limits(self.networks, links, self.police)
+        self.reconciler = Reconciler(self.networks, links, self.networks, self.endpoints, cfg.owner_tag, self.limits)
         self.cluster = Cluster(self.networks, cfg.scope, self.node)
         self.stats = Stats(self.state, self.modes, links, self.firewall, self.leases)
 

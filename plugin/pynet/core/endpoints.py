@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 
-from .. import faults, options
+from .. import faults, limits, options
 from ..errors import Conflict, KernelError, PynetError
 from ..model import Endpoint, JoinInfo, Network
 from ..modes import CREATED, GONE
@@ -51,6 +51,10 @@ class Endpoints(Part):
             undo = Undo()
             try:
                 await mode.ensure_endpoint(net, ep, undo)
+                rates = limits.effective(net.limits, ep.limits)
+                if rates:
+                    undo.push("remove limits", mode.limit, net, ep, limits.Rates(), rates)
+                    await mode.limit(net, ep, rates)
                 faults.point("create_endpoint:kernel")
                 elems = mode.endpoint_elements(net, ep)
                 await self.firewall.add(elems)
@@ -130,6 +134,9 @@ class Endpoints(Part):
             mode = self.modes[net.mode]
             # After a reboot Docker joins endpoints whose links went with the old namespace.
             await mode.ensure_endpoint(net, ep, Undo())
+            rates = limits.effective(net.limits, ep.limits)
+            if rates:
+                await mode.limit(net, ep, rates)
             await self.firewall.add(mode.endpoint_elements(net, ep))
             faults.point("join:kernel")
             try:

@@ -15,6 +15,7 @@ import logging
 import re
 
 from ..errors import PynetError
+from ..limits import effective
 from ..modes import GONE
 from .state import Part
 from .undo import Undo
@@ -23,11 +24,12 @@ log = logging.getLogger("pynet.reconcile")
 
 
 class Reconciler(Part):
-    def __init__(self, part: Part, links, networks, endpoints, owner_tag: str):
+    def __init__(self, part: Part, links, networks, endpoints, owner_tag: str, limits=None):
         super().__init__(part.state, part.modes, part.firewall, part.published, part.leases, part.prefix)
         self.links = links
         self.networks = networks
         self.endpoints = endpoints
+        self.limits = limits
         self.owner_tag = owner_tag
         n = 15 - len(self.prefix) - 1
         self._our_name = re.compile(re.escape(self.prefix) + f"[nhksv][0-9a-z]{{{n}}}$")
@@ -42,6 +44,7 @@ class Reconciler(Part):
     async def reconcile(self) -> dict:
         report: dict[str, list[str]] = {"links_created": [], "leftovers_removed": [], "endpoints_missing": [],
                                         "deletes_finished": [], "errors": []}
+        live: list = []  # (network, endpoint) whose container side is there: their limits are enforced
         async with self.state.nets_lock, self.state.all_locks():
             self._load_restored()
             self.state.store.scan_damaged()
@@ -50,8 +53,9 @@ class Reconciler(Part):
             nets = list(self.state.nets.values())
             for net in nets:
                 if not net.deleting:  # finished below, once the firewall is whole
-                    await self._repair(net, report)
+                    live += await self._repair(net, report)
             report["leftovers_removed"] = await self._remove_leftovers()
+            report["leftovers_removed"] += await self._sweep_limits(live, report)
             self.leftovers_removed = report["leftovers_removed"]
             elems: dict[str, list[str]] = {}
             for net in nets:
@@ -89,8 +93,10 @@ class Reconciler(Part):
                 for b in ep.bindings:
                     self.published.index.add(net.id, ep.id, b)
 
-    async def _repair(self, net, report: dict) -> None:
+    async def _repair(self, net, report: dict) -> list:
+        """The network's links and its live endpoints' host side; returns those live endpoints."""
         mode = self.modes[net.mode]
+        live = []
         try:
             undo = Undo()
             await mode.ensure_network(net, undo)
@@ -110,10 +116,26 @@ class Reconciler(Part):
                     ep.bindings, ep.gateway = [], False
                     self.state.save(net)
                 continue
+            live.append((net, ep))
             try:
                 await mode.repair_endpoint(net, ep)
+                rates = effective(net.limits, ep.limits)
+                if rates:
+                    await mode.limit(net, ep, rates)
             except PynetError as e:
                 report["errors"].append(f"endpoint {ep.id[:12]}: {e}")
+        return live
+
+    async def _sweep_limits(self, live: list, report: dict) -> list[str]:
+        """Qdiscs and policers pynet made for endpoints that are gone (never while a state file is
+        damaged: its endpoints' limits would look like leftovers)."""
+        if self.limits is None or self.state.store.problems:
+            return []
+        try:
+            return await self.limits.sweep(live)
+        except PynetError as e:
+            report["errors"].append(f"limits: {e}")
+            return []
 
     async def _finish_deletes(self, nets, report: dict) -> None:
         """DeleteNetwork/DeleteEndpoint that pynet died in: Docker will not send them again."""

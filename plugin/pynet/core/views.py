@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import limits
 from ..model import Network, to_dict
 
 
@@ -12,6 +13,7 @@ def summary(net: Network, mode) -> dict:
         "internal": net.internal,
         "ipv6": net.ipv6, "icc": net.icc, "masquerade": net.masquerade, "mtu": net.mtu,
         "subnets": [s.pool for s in net.v4 + net.v6],
+        "limits": limits.effective(net.limits, {}).as_options(),
         "gateways": [s.gateway for s in net.v4 + net.v6],
         "endpoints": len(net.endpoints),
         "vni": net.vni, "vxlan": net.vxlan, "local": net.local,  # overlay: its VXLAN segment
@@ -27,7 +29,8 @@ def detail(net: Network, mode) -> dict:
     d["endpoints"] = [
         {"id": ep.id, "mac": ep.mac, "ipv4": ep.ipv4, "ipv6": ep.ipv6, "host_if": ep.host_if, "peer_if": ep.peer_if,
          "sandbox": ep.sandbox, "ports": [to_dict(p) for p in ep.ports], "gateway": ep.gateway,
-         "parked": [to_dict(p) for p in ep.parked]}
+         "parked": [to_dict(p) for p in ep.parked],
+         "limits": limits.effective(net.limits, ep.limits).as_options()}
         for ep in net.endpoints.values()
     ]
     return d

@@ -1,8 +1,9 @@
-"""The kernel boundary, as the core and the modes see it: what Links, Nft and the Prober must offer.
+"""The kernel boundary, as the core and the modes see it: what Links, Nft, the Prober and Police must offer.
 
-kernel/links.py (pyroute2), kernel/nft.py (libnftables) and kernel/probe.py (packet sockets)
-implement these; the unit tests' fakes implement them too, and a test checks both against these
-Protocols (same methods, same parameters), so a fake cannot drift from the real thing unseen.
+kernel/links.py (pyroute2; its tc part in kernel/tc.py), kernel/nft.py (libnftables),
+kernel/probe.py (packet sockets) and kernel/police.py (nftables policers) implement these;
+the unit tests' fakes implement them too, and a test checks both against these Protocols
+(same methods, same parameters), so a fake cannot drift from the real thing unseen.
 """
 
 from __future__ import annotations
@@ -83,6 +84,42 @@ class LinksAPI(Protocol):
 @runtime_checkable
 class ProbeAPI(Protocol):
     async def probe(self, ifname: str, ip: str, count: int = 2, wait: float = 0.2) -> str: ...
+
+
+@runtime_checkable
+class TcAPI(Protocol):
+    """Shaping what a host device sends (kernel/tc.py, a part of Links). Rates in bits/s, bursts in bytes."""
+
+    async def shape(self, dev: str, rate: int, burst: int) -> None: ...
+
+    async def unshape(self, dev: str) -> None: ...
+
+    async def shaped(self, dev: str) -> tuple[int, int] | None: ...
+
+    async def shaped_devices(self) -> dict[str, str]: ...
+
+    async def shape_source(self, dev: str, mac: str, rate: int, burst: int) -> None: ...
+
+    async def unshape_source(self, dev: str, mac: str) -> None: ...
+
+    async def shaped_sources(self, dev: str) -> set[str]: ...
+
+
+@runtime_checkable
+class PoliceAPI(Protocol):
+    """Policing what a host device receives (kernel/police.py). Rates in bits/s, bursts in bytes."""
+
+    async def police(self, dev: str, rate: int, burst: int) -> None: ...
+
+    async def unpolice(self, dev: str) -> None: ...
+
+    async def police_dest(self, dev: str, mac: str, rate: int, burst: int) -> None: ...
+
+    async def unpolice_dest(self, dev: str, mac: str) -> None: ...
+
+    async def policed(self) -> dict[tuple[str, str], tuple[int, int]]: ...
+
+    async def sweep(self, keep: set[tuple[str, str]]) -> list[str]: ...
 
 
 @runtime_checkable

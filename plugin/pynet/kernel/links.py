@@ -18,6 +18,7 @@ from . import linkstats
 from .api import LinkStats
 from .routes import RouteOps
 from .sandbox import set_container_addr
+from .tc import TcOps, raw_request
 
 IFA_F_NODAD = 0x02
 RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
@@ -50,12 +51,13 @@ def _info(msg) -> LinkInfo:
     )
 
 
-class Links(RouteOps):
+class Links(RouteOps, TcOps):
     def __init__(self) -> None:
         self._ipr: AsyncIPRoute | None = None
         # pyroute2 matches replies by sequence number, but one request at a time
         # keeps error attribution simple; each request is sub-millisecond.
         self._lock = asyncio.Lock()
+        self._tc_lock = asyncio.Lock()  # a tc change is several requests (look, then change): one at a time
         self._calls = 0
 
     async def open(self) -> None:
@@ -66,16 +68,30 @@ class Links(RouteOps):
             self._ipr.close()
             self._ipr = None
 
+    def _count_call(self) -> None:
+        self._calls += 1
+        if self._calls >= RECYCLE_AFTER:
+            # pyroute2 0.9's AsyncIPRoute keeps a datagram it never hands out now and then
+            # (measured: ~4 KiB of RSS per network create/delete); a fresh socket every few
+            # thousand requests bounds that.
+            self._calls = 0
+            self._ipr.close()
+            self._ipr = AsyncIPRoute()
+
+    async def _raw(self, what: str, msg, msg_type: int, flags: int, ok_errnos=()) -> None:
+        """A hand-built message (kernel/tc.py's u32 filter), under the same lock and errors."""
+        async with self._lock:
+            self._count_call()
+            try:
+                await raw_request(self._ipr, msg, msg_type, flags)
+            except NetlinkError as e:
+                if e.code in ok_errnos:
+                    return
+                raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
+
     async def _call(self, what: str, method: str, *args, ok_errnos=(), **kw):
         async with self._lock:
-            self._calls += 1
-            if self._calls >= RECYCLE_AFTER:
-                # pyroute2 0.9's AsyncIPRoute keeps a datagram it never hands out now and then
-                # (measured: ~4 KiB of RSS per network create/delete); a fresh socket every few
-                # thousand requests bounds that.
-                self._calls = 0
-                self._ipr.close()
-                self._ipr = AsyncIPRoute()
+            self._count_call()
             try:
                 result = await getattr(self._ipr, method)(*args, **kw)
                 if hasattr(result, "__aiter__"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import CREATED, GONE, IN_CONTAINER, Mode
+from .base import CREATED, GONE, IN_CONTAINER, POLICE, POLICE_DEST, SHAPE, SHAPE_SOURCE, Limiter, Mode
 from .l2bridge import L2BridgeMode
 from .nat import NatMode
 from .overlay import OverlayMode
@@ -14,8 +14,9 @@ MODE_CLASSES: dict[str, type[Mode]] = {cls.NAME: cls for cls in (NatMode, Transp
 DEFAULT = NatMode.NAME
 
 
-def make_modes(links, sysctl, owner_tag: str, scope: str = "local", node=None) -> dict[str, Mode]:
-    return {name: cls(links, sysctl, owner_tag, scope, node) for name, cls in MODE_CLASSES.items()}
+def make_modes(links, sysctl, owner_tag: str, scope: str = "local", node=None, police=None) -> dict[str, Mode]:
+    return {name: cls(links, sysctl, owner_tag, scope, node, police) for name, cls in MODE_CLASSES.items()}
 
 
-__all__ = ["CREATED", "DEFAULT", "GONE", "IN_CONTAINER", "MODE_CLASSES", "Mode", "make_modes"]
+__all__ = ["CREATED", "DEFAULT", "GONE", "IN_CONTAINER", "MODE_CLASSES", "POLICE", "POLICE_DEST", "SHAPE",
+           "SHAPE_SOURCE", "Limiter", "Mode", "make_modes"]

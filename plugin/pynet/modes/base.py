@@ -10,12 +10,38 @@ registered in modes/__init__.py.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
+from .. import limits
 from ..errors import InvalidOption
+from ..limits import Rates
 from ..model import Endpoint, JoinInfo, Network, NodeInfo
 
 # What the host namespace shows of an endpoint's container side (see endpoint_state).
 GONE, CREATED, IN_CONTAINER = "gone", "created", "in_container"
+
+# How one direction of a bandwidth limit is enforced on the host. Linux queues only what a device
+# sends, so that side is shaped (kernel/tc.py); what a device receives can only be policed
+# (kernel/police.py: nftables, as this kernel has no tc actions).
+SHAPE = "shape"  # a TBF on dev: everything dev sends
+SHAPE_SOURCE = "shape_source"  # an HTB class on dev for frames from mac
+POLICE = "police"  # nftables on dev's ingress: everything dev receives
+POLICE_DEST = "police_dest"  # nftables on dev's ingress: frames for mac
+
+
+@dataclass(frozen=True)
+class Limiter:
+    """One direction of an endpoint's limit, as the kernel enforces it."""
+
+    how: str  # SHAPE | SHAPE_SOURCE | POLICE | POLICE_DEST
+    dev: str
+    mac: str = ""
+    rate: int = 0  # bits/s
+    burst: int = 0  # bytes
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.how, self.dev, self.mac
 
 
 class Mode:
@@ -35,12 +61,14 @@ class Mode:
     host_side = False  # each endpoint keeps a host-side veth (host_if)
     kernel_needs: tuple[str, ...] = ()  # link kinds it makes, for `pynet doctor`
 
-    def __init__(self, links, sysctl, owner_tag: str, scope: str = "local", node: NodeInfo | None = None):
-        self.links = links
+    def __init__(self, links, sysctl, owner_tag: str, scope: str = "local", node: NodeInfo | None = None,
+                 police=None):
+        self.links = links  # kernel/links.py, with its tc part (kernel/tc.py)
         self.sysctl = sysctl
         self.owner_tag = owner_tag
         self.plugin_scope = scope  # this daemon's PYNET_SCOPE
         self.node = node if node is not None else NodeInfo()  # what DiscoverNew told of this node
+        self.police = police  # kernel/police.py
 
     def check_scope(self) -> None:
         if self.SCOPE != self.plugin_scope:
@@ -110,6 +138,52 @@ class Mode:
         """Leftovers of this mode that are not links (the core sweeps links); returns what went."""
         return []
 
+    # ------------------------------------------------------------ bandwidth limits
+    def limiters(self, net: Network, ep: Endpoint, rates: Rates) -> list[Limiter]:
+        """How this mode enforces `rates` for ep: one Limiter per limited direction (ingress = into
+        the container), none for an unlimited one (it pays nothing: no qdisc, no rule)."""
+        raise NotImplementedError
+
+    async def limit(self, net: Network, ep: Endpoint, rates: Rates, before: Rates = Rates()) -> None:
+        """Make the kernel enforce `rates` for ep; what `before` had and `rates` has not goes.
+        Idempotent (CreateEndpoint, Join, reconcile and `pynet limit` call it)."""
+        want = {lim.key: lim for lim in self.limiters(net, ep, rates)}
+        for lim in self.limiters(net, ep, before):
+            if lim.key not in want:
+                await self._unlimit(lim)
+        for lim in want.values():
+            await self._apply(lim)
+
+    async def unlimit(self, net: Network, ep: Endpoint) -> list[str]:
+        """ep's limiters go (teardown: keeps going, returns the errors)."""
+        errors = []
+        for lim in self.limiters(net, ep, limits.effective(net.limits, ep.limits)):
+            try:
+                await self._unlimit(lim)
+            except Exception as e:  # noqa: BLE001 - teardown keeps going and reports all
+                errors.append(f"{lim.how} on {lim.dev}: {e}")
+        return errors
+
+    async def _apply(self, lim: Limiter) -> None:
+        if lim.how == SHAPE:
+            await self.links.shape(lim.dev, lim.rate, lim.burst)
+        elif lim.how == SHAPE_SOURCE:
+            await self.links.shape_source(lim.dev, lim.mac, lim.rate, lim.burst)
+        elif lim.how == POLICE:
+            await self.police.police(lim.dev, lim.rate, lim.burst)
+        else:
+            await self.police.police_dest(lim.dev, lim.mac, lim.rate, lim.burst)
+
+    async def _unlimit(self, lim: Limiter) -> None:
+        if lim.how == SHAPE:
+            await self.links.unshape(lim.dev)
+        elif lim.how == SHAPE_SOURCE:
+            await self.links.unshape_source(lim.dev, lim.mac)
+        elif lim.how == POLICE:
+            await self.police.unpolice(lim.dev)
+        else:
+            await self.police.unpolice_dest(lim.dev, lim.mac)
+
     # ------------------------------------------------------------ swarm manager (global scope)
     def allocation(self, net: Network, taken: list[dict[str, str]]) -> dict[str, str]:
         """AllocateNetwork: options to add to what every node's CreateNetwork will carry, given the
@@ -151,6 +225,17 @@ class Mode:
             except Exception as e:  # noqa: BLE001 - teardown keeps going and reports all
                 errors.append(f"{name}: {e}")
         return errors
+
+
+def veth_limiters(ep: Endpoint, rates: Rates) -> list[Limiter]:
+    """Modes whose containers hang off a host-side veth (nat, l2bridge): what the veth's host side
+    sends goes into the container (shaped: a TBF), what it receives comes out of it (policed)."""
+    out = []
+    if rates.ingress:
+        out.append(Limiter(SHAPE, ep.host_if, rate=rates.ingress.rate, burst=rates.ingress.burst_or_default()))
+    if rates.egress:
+        out.append(Limiter(POLICE, ep.host_if, rate=rates.egress.rate, burst=rates.egress.burst_or_default()))
+    return out
 
 
 def quoted(name: str) -> str:

@@ -31,7 +31,8 @@ import socket
 
 from ..kernel import announce
 from ..model import Endpoint, Network, Route, id_hex
-from .base import quoted
+from ..limits import Rates
+from .base import Limiter, quoted, veth_limiters
 from .lan import LAN_OPTIONS, LanMode
 
 RULE_PRIORITY = 20100
@@ -140,8 +141,13 @@ class L2BridgeMode(LanMode):
 
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
         # The veth's routes go with it; the rule (by name) and the proxy entry (on parent) do not.
-        errors = await self._forget_host_side(net, ep)
+        errors = await self._forget_host_side(net, ep) + await self.unlimit(net, ep)
         return errors + await self._delete_links([ep.host_if])
+
+    def limiters(self, net: Network, ep: Endpoint, rates: Rates) -> list[Limiter]:
+        """The routed veth is the container's only way in and out (LAN, host, other containers):
+        shaped where the host sends into it, policed where it arrives from it."""
+        return veth_limiters(ep, rates)
 
     def join_info(self, net: Network, ep: Endpoint):
         info = super().join_info(net, ep)

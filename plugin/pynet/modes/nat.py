@@ -12,7 +12,8 @@ import ipaddress
 from ..errors import Conflict, InvalidOption
 from ..model import Endpoint, Network, link_local, link_name
 from ..options import parse_bool, valid_ifname
-from .base import Mode, quoted
+from ..limits import Rates
+from .base import Limiter, Mode, quoted, veth_limiters
 
 
 class NatMode(Mode):
@@ -97,7 +98,13 @@ class NatMode(Mode):
                                      not net.icc)
 
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
-        return await self._delete_links([ep.host_if, ep.peer_if])
+        # The TBF goes with the veth; the nftables policer on its name does not.
+        return await self.unlimit(net, ep) + await self._delete_links([ep.host_if, ep.peer_if])
+
+    def limiters(self, net: Network, ep: Endpoint, rates: Rates) -> list[Limiter]:
+        """Into the container: a TBF on the veth's host side (every path in: the bridge forwards
+        LAN, host and other containers' traffic out of it). Out: policed where it arrives."""
+        return veth_limiters(ep, rates)
 
     # ------------------------------------------------------------ firewall
     def network_elements(self, net: Network) -> dict[str, list[str]]:

@@ -15,7 +15,8 @@ import re
 from ..errors import InvalidOption
 from ..model import Endpoint, Network, id_hex, link_name
 from ..options import parse_bool
-from .base import CREATED, GONE, IN_CONTAINER
+from ..limits import Rates
+from .base import CREATED, GONE, IN_CONTAINER, POLICE_DEST, SHAPE_SOURCE, Limiter
 from .lan import LAN_OPTIONS, LanMode
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
@@ -110,8 +111,22 @@ class TransparentMode(LanMode):
             return CREATED
         return IN_CONTAINER if ep.mac in await self.links.lower_macs(net.parent) else GONE
 
+    def limiters(self, net: Network, ep: Endpoint, rates: Rates) -> list[Limiter]:
+        """A macvlan's frames to the LAN leave through its parent, so they are shaped there: an HTB
+        class for its source MAC on the parent (the HTB exists while some endpoint of the parent is
+        limited; other traffic takes its direct queue). Frames from the LAN for it arrive on the
+        parent: policed there by destination MAC. Traffic between the container and the host (the
+        shim) or other macvlans of the parent never crosses the parent: it is not limited."""
+        out = []
+        if rates.egress:
+            out.append(Limiter(SHAPE_SOURCE, net.parent, ep.mac, rates.egress.rate, rates.egress.burst_or_default()))
+        if rates.ingress:
+            out.append(Limiter(POLICE_DEST, net.parent, ep.mac, rates.ingress.rate,
+                               rates.ingress.burst_or_default()))
+        return out
+
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
-        errors = []
+        errors = await self.unlimit(net, ep)
         if net.shim:
             for cidr in host_routes(ep):
                 try:
