@@ -4,7 +4,7 @@ Four keys, in the container's point of view (ingress = into the container):
 
   ingress_rate, egress_rate     bits per second: 500kbit, 10mbit, 1.5gbit (decimal units, as tc);
                                 0 or none = no limit (an endpoint's override of a network default)
-  ingress_burst, egress_burst   bytes: 1500b, 64kb, 1mb (binary units, as tc: 64kb = 65536 bytes)
+  ingress_burst, egress_burst   bytes: 20000b, 64kb, 1mb (binary units, as tc: 64kb = 65536 bytes)
 
 A network's -o keys are its defaults; an endpoint's --driver-opt keys and `pynet limit`
 override them key by key. How a direction is enforced (a shaper or a policer) is the
@@ -25,7 +25,7 @@ KEYS = ("ingress_rate", "ingress_burst", "egress_rate", "egress_burst")
 NONE = ("0", "none", "unlimited")
 MIN_RATE = 64_000  # bits/s: below that a default burst (64 KiB) would last seconds
 MAX_RATE = (2**32 - 1) * 8  # tc's 32-bit rate in bytes/s (~34.4 Gbit/s): beyond it, no limit is the honest answer
-MIN_BURST = 2048
+MIN_BURST = 1518  # one full Ethernet frame (a network's MTU may ask for more: check())
 MAX_BURST_SECONDS = 60  # tc keeps a burst as the time it takes at the rate, in a 32-bit tick count
 DEFAULT_BURST_SECONDS = 0.01  # 10 ms at the rate...
 DEFAULT_MIN_BURST = 64 * 1024  # ...and never less than one GSO/GRO super-packet
@@ -56,10 +56,10 @@ def parse_burst(key: str, value) -> int:
         return 0
     m = _NUM.match(text)
     if not m or m.group(2) not in _SIZE_UNITS:
-        raise InvalidOption(f"option {key} must be a size in bytes like 1500b, 64kb or 1mb, got {value!r}")
+        raise InvalidOption(f"option {key} must be a size in bytes like 64kb, 1mb or 20000b, got {value!r}")
     size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
     if size < MIN_BURST:
-        raise InvalidOption(f"option {key} must be at least 2kb (a burst smaller than a frame lets nothing "
+        raise InvalidOption(f"option {key} must be at least 1518b (a burst smaller than a frame lets nothing "
                             f"through), got {value!r}")
     return size
 
