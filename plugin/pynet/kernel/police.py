@@ -177,24 +177,32 @@ class Police:
         return out
 
     async def sweep(self, keep: set[tuple[str, str]]) -> list[str]:
-        """Every policer not in `keep` ((device, MAC or "")) goes: leftovers of endpoints that went while
-        pynet was down, or of a crash between a change and its save. Returns what went."""
-        removed = []
-        for dev, mac in sorted(set(await self.policed()) - keep):
-            if mac:
-                await self.unpolice_dest(dev, mac)
-                removed.append(f"policer for {mac} on {dev}")
-            else:
-                await self.unpolice(dev)
-                removed.append(f"policer on {dev}")
+        """Everything in the table but the policers in `keep` ((device, MAC or "")) goes: leftovers of
+        endpoints that went while pynet was down, of a crash between a change and its save, or made
+        by hand. One transaction; the table goes when nothing is kept. Returns what went."""
+        chains = {_dev_chain(d) for d, m in keep if not m} | {_dst_chain(d) for d, m in keep if m}
+        maps = {_map(d): {m for d2, m in keep if m and d2 == d} for d, m in keep if m}
+        objs = {_obj(d, m) for d, m in keep if m}
         async with self._lock:
             state = await self._read()
-            orphans = [o for o in state["limits"] if o not in {v for m in state["maps"].values() for v in m.values()}]
-            if orphans:
-                lines = [f"delete limit {self.t} {o}" for o in orphans]
-                self._drop_table_if_empty(state, lines, set(), set(), set(orphans))
+            if not (state["chains"] or state["maps"] or state["limits"]):
+                if await self.nft.list(f"table {self.t}") is not None and not keep:
+                    await self.nft.run([f"delete table {self.t}"])
+                return []
+            lines, removed = [], []
+            for mapname, elems in state["maps"].items():
+                for mac in sorted(set(elems) - maps.get(mapname, set())):
+                    removed.append(f"policer for {mac} on {mapname[len('macs_'):]}")
+                    if mapname in maps:
+                        lines.append(f"delete element {self.t} {mapname} {{ {mac} }}")
+            for name in sorted(set(state["chains"]) - chains):
+                if name.startswith("dev_"):
+                    removed.append(f"policer on {state['chains'][name][0] or name[4:]}")
+                lines += [f"flush chain {self.t} {name}", f"delete chain {self.t} {name}"]
+            lines += [f"delete map {self.t} {name}" for name in sorted(set(state["maps"]) - set(maps))]
+            lines += [f"delete limit {self.t} {name}" for name in sorted(set(state["limits"]) - objs)]
+            if not keep:
+                lines = [f"delete table {self.t}"]
+            if lines:
                 await self.nft.run(lines)
-                removed += [f"nft limit {o}" for o in orphans]
-            elif state["chains"] == {} and state["maps"] == {} and await self.nft.list(f"table {self.t}") is not None:
-                await self.nft.run([f"delete table {self.t}"])
-        return removed
+            return removed
