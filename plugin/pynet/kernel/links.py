@@ -89,6 +89,15 @@ class Links(RouteOps, TcOps):
                     return
                 raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
 
+    async def _query(self, what: str, msg, msg_type: int, flags: int) -> list:
+        """A hand-built request whose replies are wanted (kernel/tc.py's echoed qdisc "get")."""
+        async with self._lock:
+            self._count_call()
+            try:
+                return [m async for m in await self._ipr.nlm_request(msg, msg_type=msg_type, msg_flags=flags)]
+            except NetlinkError as e:
+                raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
+
     async def _call(self, what: str, method: str, *args, ok_errnos=(), **kw):
         async with self._lock:
             self._count_call()
