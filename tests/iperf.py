@@ -17,9 +17,10 @@ OMIT = 2
 PORT = 5201
 
 
-def server(prefix: list[str], port: int = PORT) -> subprocess.Popen:
-    """`iperf3 -s` run with the command prefix (["ip", "netns", "exec", NS] or ["docker", "exec", C])."""
-    p = subprocess.Popen(prefix + ["iperf3", "-s", "-p", str(port)], stdout=subprocess.DEVNULL,
+def server(prefix: list[str], port: int = PORT, bind: str = "") -> subprocess.Popen:
+    """`iperf3 -s` run with the command prefix ([] for here, ["ip", "netns", "exec", NS], ...)."""
+    p = subprocess.Popen(prefix + ["iperf3", "-s", "-p", str(port)] + (["-B", bind] if bind else []),
+                         stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(0.3)
     return p
