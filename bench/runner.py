@@ -39,6 +39,8 @@ PARAMS = {
     "swarm_rounds": (1, 3),
     "scrape_levels": ((0, 100, 1000), (0, 100, 1000)),
     "scrape_rounds": (10, 30),
+    "limit_secs": (2, 4),
+    "limit_rounds": (1, 2),
 }
 
 

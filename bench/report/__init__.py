@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, metrics, ports, protocol, proxy_off, recovery, swarm
+from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, swarm
 from .fmt import fmt
 from .page import Page
 
@@ -37,9 +37,10 @@ PARTS = [  # in the report's order
          proxy_off.headline, proxy_off.not_run),
     Part("swarm", "8. A swarm: task start and node-to-node throughput", swarm.render, swarm.headline),
     Part("metrics", "9. Metrics: the cost of a /metrics scrape", metrics.render, metrics.headline),
+    Part("limits", "10. Bandwidth limits: accuracy (iperf3, TCP)", limits.render, limits.headline),
 ]
 # the headlines' order (what a user feels first); a part not named here follows, in the report's order
-HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "ports_proxy_off", "recovery", "protocol",
+HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "limits", "ports_proxy_off", "recovery", "protocol",
                   "metrics")
 
 

@@ -33,6 +33,22 @@ p = subprocess.run(["nft", "-f", "-"], input="table bridge pdt {\n chain c { typ
                    "table inet pdi {\n map m { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }\n}\n",
                    capture_output=True, text=True)
 out["nftables"] = "" if p.returncode == 0 else (p.stderr.strip() or "nft failed")
+# Bandwidth limits: a TBF, an HTB with a u32 filter on the Ethernet source, a netdev policer.
+errs = []
+ip("link", "set", "pdve0", "up")
+for cmd in (["qdisc", "add", "dev", "pdve0", "root", "tbf", "rate", "1mbit", "burst", "16k", "latency", "50ms"],
+            ["qdisc", "add", "dev", "pdve1", "root", "handle", "706e:", "htb", "default", "0"],
+            ["filter", "add", "dev", "pdve1", "parent", "706e:", "protocol", "all", "prio", "1", "u32", "match",
+             "ether", "src", "02:00:00:00:00:01", "flowid", "706e:1"]):
+    q = subprocess.run(["tc", *cmd], capture_output=True, text=True)
+    if q.returncode != 0:
+        errs.append(f"tc {cmd[0]} {cmd[5] if cmd[0] == 'qdisc' else 'u32'}: {q.stderr.strip() or q.returncode}")
+p = subprocess.run(["nft", "-f", "-"], input='table netdev pdn {\n chain c { type filter hook ingress device "pdve0" '
+                   'priority 0; limit rate over 1000 bytes/second burst 2000 bytes drop; }\n}\n',
+                   capture_output=True, text=True)
+if p.returncode != 0:
+    errs.append(f"nftables netdev limit: {p.stderr.strip() or 'failed'}")
+out["limits"] = "; ".join(errs)
 print(json.dumps(out))
 """
 
@@ -45,6 +61,8 @@ FEATURES = {
                                                   "interface yourself and give it as parent"),
     "vxlan": ("overlay", "load the vxlan module (modprobe vxlan) or use a kernel with CONFIG_VXLAN"),
     "nftables": ("every mode", "install nftables and use a kernel with nf_tables (bridge and inet families)"),
+    "limits": ("bandwidth limits (-o/--driver-opt ingress_rate, egress_rate; pynet limit)",
+               "load sch_tbf, sch_htb, cls_u32 and nft_limit (with nf_tables' netdev family), or set no limits"),
 }
 
 

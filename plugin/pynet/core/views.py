@@ -18,7 +18,8 @@ def summary(net: Network, mode) -> dict:
         "endpoints": len(net.endpoints),
         "vni": net.vni, "vxlan": net.vxlan, "local": net.local,  # overlay: its VXLAN segment
         # For `pynet doctor`: whether its traffic crosses the host's forward path, what the kernel must make.
-        "forwards": mode.forwards, "kernel_needs": list(mode.kernel_needs) + (["8021q"] if net.vlan else []),
+        "forwards": mode.forwards, "kernel_needs": list(mode.kernel_needs) + (["8021q"] if net.vlan else [])
+        + (["limits"] if net.limits or any(ep.limits for ep in net.endpoints.values()) else []),
     }
 
 
