@@ -12,7 +12,7 @@ import json
 
 import iperf
 from lib import PREFIX, TABLE
-from nslib import UPLINK_CLIENT, UPLINK_IF, pynet_cli
+from nslib import UPLINK_CLIENT, UPLINK_IF, pynet_cli, until
 from test_ns_lan import lan_container, lan_network
 
 RATE = 50  # Mbit/s: well inside what two busy shared cores move through a veth
@@ -126,3 +126,17 @@ def test_leftover_policer_and_class_are_swept_at_start(host):
     assert netdev_table(host) is None
     report = host.get("/pynet/v1/status")["leftovers_removed_at_start"]
     assert "shaper for 02:42:00:00:00:09 on up0" in report
+
+
+def test_policer_flushed_while_running_comes_back(host):
+    """A firewall reload (`nft flush ruleset`) takes the netdev table too: the periodic check (1 s in
+    tests) puts the policers back from the state, with pynet's inet table."""
+    net = host.create_network(63, generic={"egress_rate": "12mbit"})
+    ctr = host.run_container(net, 2)
+    assert "rate over 1500000 bytes/second" in netdev_table(host)
+    host.nft("flush", "ruleset")
+    until(lambda: netdev_table(host) and "rate over 1500000 bytes/second" in netdev_table(host), timeout=10,
+          what="policer back")
+    host.remove_container(ctr)
+    host.delete_network(net)
+    assert netdev_table(host) is None

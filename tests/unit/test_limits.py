@@ -281,6 +281,17 @@ async def test_restart_reapplies_limits_and_sweeps_leftovers(driver, cfg, links,
         await again.shutdown()
 
 
+async def test_flushed_policers_come_back_at_the_periodic_check(driver, links, police):
+    await driver.networks.create(net_req(generic={"egress_rate": "1mbit"}))
+    await driver.endpoints.create(ep_req())
+    await driver.endpoints.create(ep_req(ep_id=EP_2, address="172.30.0.3/24", driver_opts={"egress_rate": "none"}))
+    await driver.reconciler.check_firewall()
+    assert police.calls[-1][0] == "police" and len(police.calls) == 1  # nothing missing: nothing done
+    police.policers.clear()  # `nft flush ruleset`
+    await driver.reconciler.check_firewall()
+    assert police.policers == {(H1, ""): (10**6, 65536)}
+
+
 async def test_limits_of_a_vanished_endpoint_are_swept(driver, cfg, sysctls, police):
     await driver.networks.create(net_req(generic={"egress_rate": "1mbit"}))
     await driver.endpoints.create(ep_req())

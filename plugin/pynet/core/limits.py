@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from .. import limits
-from ..modes import POLICE, POLICE_DEST, SHAPE, SHAPE_SOURCE
+from ..modes import GONE, POLICE, POLICE_DEST, SHAPE, SHAPE_SOURCE
 from .state import Part
 
 log = logging.getLogger("pynet.limits")
@@ -64,6 +64,37 @@ class Limits(Part):
     def listing(self, net_id: str = "", ep_id: str = "") -> list[dict]:
         return [self.view(net, ep) for net in self.state.nets.values() if not net_id or net.id == net_id
                 for ep in net.endpoints.values() if (not ep_id or ep.id == ep_id) and not ep.deleting]
+
+    async def repair_policers(self) -> list[str]:
+        """Periodic: a firewall reload (`nft flush ruleset`, firewalld) takes the netdev table with the
+        rest; pynet's inet table comes back from its bookkeeping, the policers from the state. Only
+        endpoints that have a policer are looked at, and only when one is missing is anything done."""
+        wanted = {}
+        for net in self.state.nets.values():
+            for ep in net.endpoints.values():
+                if ep.deleting or not (net.limits or ep.limits):
+                    continue
+                for lim in self.modes[net.mode].limiters(net, ep, rates(net, ep)):
+                    if lim.how in (POLICE, POLICE_DEST):
+                        wanted.setdefault((lim.dev, lim.mac), (net.id, ep.id))
+        if not wanted:
+            return []
+        have = await self.police.policed()
+        missing = {ids for key, ids in wanted.items() if key not in have}
+        repaired = []
+        for net_id, ep_id in sorted(missing):
+            async with self.state.locked(net_id) as known:
+                net = self.state.nets.get(net_id) if known else None
+                ep = net.endpoints.get(ep_id) if net else None
+                if ep is None or ep.deleting:
+                    continue
+                mode = self.modes[net.mode]
+                if await mode.endpoint_state(net, ep) == GONE:
+                    continue
+                log.warning("policer missing, put back", extra={"fields": {"endpoint": ep.id[:12]}})
+                await mode.limit(net, ep, rates(net, ep))
+                repaired.append(ep.id[:12])
+        return repaired
 
     # ------------------------------------------------------------ start-up: the kernel as the state says
     async def sweep(self, live: list) -> list[str]:

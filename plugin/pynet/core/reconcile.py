@@ -201,6 +201,8 @@ class Reconciler(Part):
                 log.warning("nftables table missing, rebuilding", extra={"fields": {"table": self.firewall.table}})
                 await self.firewall.repair()
             await self.networks.sync_docker_user()
+        if self.limits is not None:
+            await self.limits.repair_policers()
 
     async def free_ports_of_gone_endpoints(self) -> list[str]:
         """A container that died while dockerd was down may never get its Leave (Docker drops a
