@@ -1,4 +1,4 @@
-"""Section 8: bandwidth-limit accuracy: iperf3 (TCP) against the rate set, both directions, each mode.
+"""Section 10: bandwidth-limit accuracy: iperf3 (TCP) against the rate set, both directions, each mode.
 
 One container per mode: nat on the bench's nat network (iperf3 server on the host, bound to its
 gateway), transparent and l2bridge on section 6's LAN of namespaces (server in the LAN client).

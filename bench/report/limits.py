@@ -1,4 +1,4 @@
-"""Section 8: bandwidth-limit accuracy (iperf3 against the rate set, both directions, each mode)."""
+"""Section 10: bandwidth-limit accuracy (iperf3 against the rate set, both directions, each mode)."""
 
 from __future__ import annotations
 
