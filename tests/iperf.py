@@ -35,9 +35,13 @@ def mbits(prefix: list[str], ip: str, reverse: bool = False, secs: int = SECS, o
     for _ in range(tries):
         p = subprocess.run(args, capture_output=True, text=True, timeout=secs + omit + 30)
         out = p.stdout + p.stderr
-        if p.returncode == 0:
-            return json.loads(p.stdout)["end"]["sum_received"]["bits_per_second"] / 1e6
-        time.sleep(1)  # the one-client-at-a-time server may still be finishing the last run
+        doc = json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
+        if p.returncode == 0 and "sum_received" in doc.get("end", {}):
+            return doc["end"]["sum_received"]["bits_per_second"] / 1e6
+        # iperf3 may exit 0 with only {"error": ...} (e.g. "the server is busy running a test": the
+        # one-client-at-a-time server is still finishing the last run)
+        out = doc.get("error") or out
+        time.sleep(1)
     raise AssertionError(f"iperf3 {' '.join(args)} failed: {out[-500:]}")
 
 
