@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -23,8 +24,9 @@ def l2_net(nets, lan, label, *extra):
 
 
 def parent_mac(lan) -> str:
-    with open(f"/sys/class/net/{lan.parent}/address") as fh:
-        return fh.read().strip()
+    # From netlink, not /sys/class/net: with Docker 28 the run is in the engine's network namespace
+    # (setns), while /sys still shows the host's interfaces (tests/engine.py).
+    return json.loads(sh("ip", "-j", "link", "show", "dev", lan.parent).stdout)[0]["address"]
 
 
 @pytest.fixture

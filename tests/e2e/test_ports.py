@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from conftest import IMAGE, OUT4, OUT4_HOST, OUT6, OUT6_HOST, PEER_SERVER
 from lib import PYNET, TABLE, docker, sh, wait_for
 from test_nat import bounded
-from test_restart import restart_dockerd
 
 UDP_ASK = str(Path(__file__).resolve().parents[1] / "udp_ask.py")
 PAGE = "pynet test page"
@@ -277,7 +277,7 @@ def test_ports_survive_kill9_and_dockerd_restart(nets, ctrs, daemon, outside):
     assert PAGE in fetch(f"http://{OUT4_HOST}:18150/", outside.name)  # the kernel keeps serving
     daemon.start()
     assert PAGE in fetch(f"http://{OUT4_HOST}:18150/", outside.name)
-    restart_dockerd()
+    engine.restart()
     wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", c, check=False).stdout.strip() == "true",
              timeout=60, what="container back")
     wait_for(lambda: PAGE in (fetch(f"http://{OUT4_HOST}:18150/", outside.name) or ""), timeout=20,
