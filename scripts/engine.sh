@@ -212,10 +212,15 @@ systemd_docker() {
     && systemctl is-active --quiet docker 2>/dev/null
 }
 
-wait_up() {
-  local e=$1 logf=$2
+wait_up() {  # wait_up ENGINE LOG [PID of the dockerd just started: give up at once when it exits]
+  local e=$1 logf=$2 pid=${3:-}
   for _ in $(seq 120); do
     answers "$e" && return 0
+    if [ -n "$pid" ] && ! alive "$pid"; then
+      log "Docker $e exited at start; last lines of $logf:"
+      tail -5 "$logf" >&2 || true
+      return 1
+    fi
     sleep 0.5
   done
   log "Docker $e did not answer on $(sock_of "$e") within 60 s; last lines of $logf:"
@@ -231,12 +236,14 @@ start20() {
   if [ $# -eq 0 ] && command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
     systemctl start docker || true
   fi
+  local started=""
   if ! answers 20 && ! pid_of 20 >/dev/null; then
     mkdir -p /var/log
     # As scripts/dockerd.sh always has: plain /usr/sbin/dockerd, default socket and pidfile.
     nohup /usr/sbin/dockerd "$@" >>"$LOG20" 2>&1 </dev/null 9>&- &
+    started=$!
   fi
-  wait_up 20 "$LOG20"
+  wait_up 20 "$LOG20" "$started"
 }
 
 start28() {
@@ -258,7 +265,7 @@ start28() {
     --userland-proxy-path "$D28/docker-proxy" \
     --containerd-namespace pynet-docker28 --containerd-plugins-namespace pynet-docker28-plugins \
     --cgroup-parent /pynet-docker28 "$@" >>"$LOG28" 2>&1 </dev/null 9>&- &
-  wait_up 28 "$LOG28"
+  wait_up 28 "$LOG28" $!
 }
 
 stop_pid() {

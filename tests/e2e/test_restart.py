@@ -81,3 +81,25 @@ def test_simulated_host_reboot(nets, ctrs, daemon, outside):
              what="published port after reboot")
     assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout
     assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
+
+
+def test_live_restore_restart_keeps_containers_and_ports(nets, ctrs, daemon, outside):
+    """dockerd --live-restore: a dockerd restart leaves containers running; their networking and
+    published port stay, new containers join, and removing one afterwards removes its port and links."""
+    from test_ports import PAGE, fetch
+
+    with engine.flags("--live-restore"):
+        net = nets.create("lr")
+        web = ctrs.start("lrweb", "--net", net, "-p", "18170:80", IMAGE, "httpd", "-f", "-p", "80")
+        pid = docker("inspect", "-f", "{{.State.Pid}}", web).stdout.strip()
+        links = sorted(links_with_prefix())
+        assert PAGE in (fetch(f"http://{OUT4_HOST}:18170/", outside.name) or "")
+        engine.restart("--live-restore")
+        assert docker("inspect", "-f", "{{.State.Pid}}", web).stdout.strip() == pid, "container was restarted"
+        assert PAGE in (fetch(f"http://{OUT4_HOST}:18170/", outside.name) or ""), "port after the restart"
+        assert sorted(links_with_prefix()) == links
+        assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout  # a new container, by name
+        assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
+        docker("rm", "-f", web)
+        assert fetch(f"http://{OUT4_HOST}:18170/", outside.name, timeout=3) is None, "port left after rm"
+        assert [n for n in links_with_prefix() if n.startswith(PREFIX + "h")] == []
