@@ -30,7 +30,7 @@ def dockerd_with_flag(b: Bench) -> None:
     if not pid:
         raise BenchError("no dockerd process")
     cmd = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    if any(a.startswith("--userland-proxy") for a in cmd):
+    if any(a == "--userland-proxy" or a.startswith("--userland-proxy=") for a in cmd):  # not -path
         raise BenchError(f"dockerd already runs with {cmd}: not touching it")
     b.dockerd_orig = {"pid": pid, "cmd": cmd}
     log(f"restarting Docker {engine.ENGINE} ({' '.join(cmd)}) with {PROXY_OFF_FLAG}")
