@@ -31,6 +31,12 @@
 # Docker 28's dockerd runs as `dockerd28` (a renamed copy): `pgrep -x dockerd` keeps meaning the
 # system dockerd for every script that uses it.
 set -euo pipefail
+# The uplink, the host's rules and the dockerds belong to the host's network namespace: refuse to
+# run inside Docker 28's (tests/engine.py calls this script from the host's namespaces).
+if [ -e /run/netns/pynet-engine28 ] && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /run/netns/pynet-engine28)" ]; then
+  echo "engine.sh: run from the host's network namespace, not from Docker 28's (pynet-engine28)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 DOCKER=/usr/bin/docker
@@ -255,6 +261,14 @@ start28() {
     if [ "$(cat "$FLAGS28" 2>/dev/null)" = "$*" ] && wait_up 28 "$LOG28"; then return 0; fi
     die "start 28: already running (pid $pid, flags '$(cat "$FLAGS28" 2>/dev/null)'); use restart 28 $*"
   fi
+  # Containers' netns files (SandboxKey) go under $EXEC28/netns. Make it a shared mount, so that a
+  # test run with a mount namespace of its own (tests/engine.py: its /sys shows this netns) still
+  # sees the netns files dockerd makes later.
+  mkdir -p "$EXEC28/netns"
+  if [ "$(findmnt -n -o PROPAGATION --mountpoint "$EXEC28/netns" 2>/dev/null)" != shared ]; then
+    findmnt -n --mountpoint "$EXEC28/netns" >/dev/null 2>&1 || mount --bind "$EXEC28/netns" "$EXEC28/netns"
+    mount --make-shared "$EXEC28/netns"
+  fi
   printf '%s' "$*" >"$FLAGS28"
   # Its own socket, data root, exec root (its containerd lives there), pidfile, containerd
   # namespaces and cgroup parent: nothing is shared with the system dockerd but the kernel, the
@@ -351,7 +365,7 @@ case "$cmd" in
   env)     cmd_env "$1" ;;
   exec)    e=$1; shift; cmd_exec "$e" "$@" ;;
   down)    [ "$1" = 28 ] || die "down: only 28 (the system dockerd stays)"
-           exec 9>"$LOCK"; flock 9; stop28; ns28_down ;;
+           exec 9>"$LOCK"; flock 9; stop28; ns28_down; umount -l "$EXEC28/netns" 2>/dev/null || true ;;
   compose) exec 9>"$LOCK"; flock 9; runnable28 || cmd_fetch 28 >&2; echo "$D28/docker-compose" ;;
   *) die "usage: $0 fetch 28 | start|stop|restart|status|env|exec 20|28 ... | down 28 | compose" ;;
 esac
