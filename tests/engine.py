@@ -36,6 +36,7 @@ NETNS = "pynet-engine28" if ENGINE == "28" else None
 LOG = "/var/log/pynet-engine-docker28.log" if ENGINE == "28" else "/var/log/pynet-dockerd.log"
 COMPOSE = "/var/cache/pynet/engines/docker28/docker-compose"  # Compose 2.x from Debian unstable (fetch 28)
 
+_host_ns: tuple[int, int] | None = None  # fds of the host's net and mount namespaces once activate() left them
 _changed = False  # this process restarted the engine with extra flags and has not put it back yet
 
 
@@ -55,7 +56,8 @@ def in_engine_netns() -> bool:
 def activate() -> None:
     """DOCKER_HOST for this process and its children; for 28, enter its network namespace.
 
-    Call it before any thread is started (pytest_configure): setns() moves only the calling thread.
+    Call it before any thread is started (pytest_configure): setns() and unshare() act on the
+    calling thread only, and unshare(CLONE_NEWNS) refuses a process with threads.
     """
     os.environ["PYNET_ENGINE"] = ENGINE
     os.environ["DOCKER_HOST"] = DOCKER_HOST
@@ -67,20 +69,56 @@ def activate() -> None:
                          f"run `bash scripts/engine.sh start {ENGINE}` (make test ENGINE={ENGINE} does)")
     if threading.active_count() != 1:
         raise SystemExit("tests/engine.py: activate() must run before any thread starts (setns is per thread)")
-    libc = ctypes.CDLL(None, use_errno=True)
+    global _host_ns
+    # The host's namespaces stay reachable: scripts/engine.sh (restarts) must run there.
+    _host_ns = (os.open("/proc/self/ns/net", os.O_RDONLY), os.open("/proc/self/ns/mnt", os.O_RDONLY))
     fd = os.open(path, os.O_RDONLY)
     try:
-        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-            err = ctypes.get_errno()
-            raise SystemExit(f"setns({path}): {os.strerror(err)}")
+        _libc_call("setns", fd, CLONE_NEWNET)
     finally:
         os.close(fd)
     assert in_engine_netns()
+    _own_sysfs()
+
+
+CLONE_NEWNET, CLONE_NEWNS, MNT_DETACH = 0x40000000, 0x00020000, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _libc_call(name: str, *args) -> None:
+    if getattr(_libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise SystemExit(f"tests/engine.py: {name}{args}: {os.strerror(err)}")
+
+
+def _own_sysfs() -> None:
+    """A mount namespace whose /sys shows the engine's network namespace, as `ip netns exec` gives.
+
+    /sys/class/net (read by tests, and by anything pynet may read there) is per network namespace
+    only as of the sysfs mount, so the process gets its own mount namespace with a fresh sysfs. The
+    rest stays the host's: Docker 28's netns files are under a shared mount (scripts/engine.sh), so
+    the ones it makes later appear here too. The copies of other private netns mounts (Docker 20.10's
+    /run/docker/netns/*) are dropped at once: kept here, they would keep those namespaces, and the
+    links in them, alive after their containers are gone.
+    """
+    _libc_call("unshare", CLONE_NEWNS)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if tail.split()[0] == "nsfs" and not any(f.startswith("shared:") for f in fields[6:]):
+            target = fields[4].encode().decode("unicode_escape").encode()
+            _libc.umount2(target, MNT_DETACH)  # best effort: one that is already gone is fine
+    _libc_call("mount", b"sysfs", b"/sys", b"sysfs", 0, None)
 
 
 def engine_sh(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """scripts/engine.sh; raises with its output when it fails."""
-    p = subprocess.run(["bash", ENGINE_SH, *args], capture_output=True, text=True, timeout=timeout)
+    """scripts/engine.sh, in the host's namespaces; raises with its output when it fails."""
+    cmd = ["bash", ENGINE_SH, *args]
+    fds: tuple[int, ...] = ()
+    if _host_ns:
+        fds = _host_ns
+        cmd = ["nsenter", f"--net=/proc/self/fd/{fds[0]}", f"--mount=/proc/self/fd/{fds[1]}", "--"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, pass_fds=fds)
     if p.returncode != 0:
         raise AssertionError(f"scripts/engine.sh {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
