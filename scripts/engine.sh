@@ -31,12 +31,16 @@
 # Docker 28's dockerd runs as `dockerd28` (a renamed copy): `pgrep -x dockerd` keeps meaning the
 # system dockerd for every script that uses it.
 set -euo pipefail
-# The uplink, the host's rules and the dockerds belong to the host's network namespace: refuse to
-# run inside Docker 28's (tests/engine.py calls this script from the host's namespaces).
-if [ -e /run/netns/pynet-engine28 ] && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /run/netns/pynet-engine28)" ]; then
-  echo "engine.sh: run from the host's network namespace, not from Docker 28's (pynet-engine28)" >&2
-  exit 1
-fi
+# The uplink, the host's rules and the dockerds belong to the host's network namespace: start, stop,
+# restart and down refuse to run inside Docker 28's (tests/engine.py calls them from the host's).
+case "${1:-}" in
+  start|stop|restart|down)
+    if [ -e /run/netns/pynet-engine28 ] \
+        && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /run/netns/pynet-engine28)" ]; then
+      echo "engine.sh $1: run from the host's network namespace, not from Docker 28's (pynet-engine28)" >&2
+      exit 1
+    fi ;;
+esac
 cd "$(dirname "$0")/.."
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 DOCKER=/usr/bin/docker
