@@ -153,7 +153,8 @@ def test_localhost_binding_is_not_reachable_from_the_lan(nets, ctrs, daemon, out
     """moby#45610, staged: a LAN host that routes 127.0.0.1 to us must not reach a 127.0.0.1 port."""
     net = nets.create("plo")
     ctrs.start("plo", "--net", net, "-p", "127.0.0.1:18110:80", IMAGE, "httpd", "-f", "-p", "80")
-    assert PAGE in fetch("http://127.0.0.1:18110/")
+    # httpd may not listen yet when `docker run -d` returns (seen on a loaded machine)
+    wait_for(lambda: PAGE in (fetch("http://127.0.0.1:18110/") or ""), timeout=10, what="127.0.0.1:18110 answers")
     ns = outside.name
     ifname = sh("ip", "-n", ns, "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip().split("@")[0]
     for cmd in (["sysctl", "-qw", f"net.ipv4.conf.{ifname}.route_localnet=1"],
