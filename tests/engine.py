@@ -113,15 +113,19 @@ def _own_sysfs() -> None:
 
 def engine_sh(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """scripts/engine.sh, in the host's namespaces; raises with its output when it fails."""
-    cmd = ["bash", ENGINE_SH, *args]
-    fds: tuple[int, ...] = ()
-    if _host_ns:
-        fds = _host_ns
-        cmd = ["nsenter", f"--net=/proc/self/fd/{fds[0]}", f"--mount=/proc/self/fd/{fds[1]}", "--"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, pass_fds=fds)
+    p = in_host("bash", ENGINE_SH, *args, timeout=timeout)
     if p.returncode != 0:
         raise AssertionError(f"scripts/engine.sh {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def in_host(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a command in the host's network and mount namespaces (where the system dockerd is)."""
+    fds: tuple[int, ...] = ()
+    if _host_ns:
+        fds = _host_ns
+        cmd = ("nsenter", f"--net=/proc/self/fd/{fds[0]}", f"--mount=/proc/self/fd/{fds[1]}", "--") + cmd
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, pass_fds=fds)
 
 
 def answers() -> bool:
