@@ -1,9 +1,13 @@
 # pynet — see README.md
 PY      := .venv/bin/python
-PYTEST  := $(PY) -m pytest
 export PATH := /usr/sbin:/usr/bin:/sbin:/bin:$(PATH)
 
-.PHONY: install run test test-unit test-netns test-e2e images dockerd bench bench-report clean
+# Engines for the e2e tier: all (Docker 20.10, the system's, then Docker 28 from Debian unstable,
+# side by side: scripts/engine.sh), or one of them: make test ENGINE=20 / ENGINE=28.
+ENGINE  ?= all
+export ENGINE PYTEST_ARGS
+
+.PHONY: install run test test-unit test-netns test-e2e images dockerd engine28 bench bench-report clean
 
 install:
 	bash scripts/install.sh
@@ -18,17 +22,24 @@ images: dockerd
 run: images
 	.venv/bin/pynet serve $(if $(CONFIG),--config $(CONFIG))
 
+# unit + netns once, then e2e on each engine of ENGINE (scripts/test.sh; Docker 28 is fetched
+# from Debian unstable and started next to 20.10 when needed).
 test: images
-	$(PYTEST) -ra tests $(PYTEST_ARGS)
+	bash scripts/test.sh unit netns e2e
 
 test-unit: install
-	$(PYTEST) -ra tests/unit $(PYTEST_ARGS)
+	bash scripts/test.sh unit
 
 test-netns: install
-	$(PYTEST) -ra tests/netns $(PYTEST_ARGS)
+	bash scripts/test.sh netns
 
 test-e2e: images
-	$(PYTEST) -ra tests/e2e $(PYTEST_ARGS)
+	bash scripts/test.sh e2e
+
+# Docker 28 + Compose 2.x from Debian unstable, running next to the system dockerd.
+engine28: install
+	bash scripts/engine.sh fetch 28
+	bash scripts/engine.sh start 28
 
 # Benchmarks -> bench/report.md + PNGs (QUICK=1: a few minutes; full: ~20 min). Installs iperf3, matplotlib.
 bench: images

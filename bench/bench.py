@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import traceback
@@ -73,6 +74,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         return report_only(Path(args.results) if args.results else out / "results.json", out)
+    if os.geteuid() == 0:
+        from common import engine
+        engine.activate()  # PYNET_ENGINE (default 20): DOCKER_HOST, and Docker 28's network namespace
 
     def to_interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")

@@ -4,12 +4,15 @@ shell, docker and /proc helpers."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import shared
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import engine  # noqa: E402  (tests/engine.py: the engine under test, PYNET_ENGINE=20|28, and its restarts)
 DOCKER = "/usr/bin/docker"
 PYNET = str(ROOT / ".venv" / "bin" / "pynet")
 IMAGE = "busybox:latest"
@@ -140,7 +143,8 @@ def sleeper(name: str, net: str, *args: str) -> list[str]:
 
 
 def dockerd_pid() -> str:
-    return sh("pgrep", "-x", "-o", "dockerd", check=False).stdout.strip()
+    """The engine under test's dockerd (its pidfile, tests/engine.py); '' when it is not running."""
+    return str(engine.pid() or "")
 
 
 # ---------------------------------------------------------------- /proc

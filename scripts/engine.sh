@@ -31,6 +31,16 @@
 # Docker 28's dockerd runs as `dockerd28` (a renamed copy): `pgrep -x dockerd` keeps meaning the
 # system dockerd for every script that uses it.
 set -euo pipefail
+# The uplink, the host's rules and the dockerds belong to the host's network namespace: start, stop,
+# restart and down refuse to run inside Docker 28's (tests/engine.py calls them from the host's).
+case "${1:-}" in
+  start|stop|restart|down)
+    if [ -e /run/netns/pynet-engine28 ] \
+        && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /run/netns/pynet-engine28)" ]; then
+      echo "engine.sh $1: run from the host's network namespace, not from Docker 28's (pynet-engine28)" >&2
+      exit 1
+    fi ;;
+esac
 cd "$(dirname "$0")/.."
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 DOCKER=/usr/bin/docker
@@ -212,10 +222,15 @@ systemd_docker() {
     && systemctl is-active --quiet docker 2>/dev/null
 }
 
-wait_up() {
-  local e=$1 logf=$2
+wait_up() {  # wait_up ENGINE LOG [PID of the dockerd just started: give up at once when it exits]
+  local e=$1 logf=$2 pid=${3:-}
   for _ in $(seq 120); do
     answers "$e" && return 0
+    if [ -n "$pid" ] && ! alive "$pid"; then
+      log "Docker $e exited at start; last lines of $logf:"
+      tail -5 "$logf" >&2 || true
+      return 1
+    fi
     sleep 0.5
   done
   log "Docker $e did not answer on $(sock_of "$e") within 60 s; last lines of $logf:"
@@ -231,12 +246,14 @@ start20() {
   if [ $# -eq 0 ] && command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
     systemctl start docker || true
   fi
+  local started=""
   if ! answers 20 && ! pid_of 20 >/dev/null; then
     mkdir -p /var/log
     # As scripts/dockerd.sh always has: plain /usr/sbin/dockerd, default socket and pidfile.
     nohup /usr/sbin/dockerd "$@" >>"$LOG20" 2>&1 </dev/null 9>&- &
+    started=$!
   fi
-  wait_up 20 "$LOG20"
+  wait_up 20 "$LOG20" "$started"
 }
 
 start28() {
@@ -248,6 +265,14 @@ start28() {
     if [ "$(cat "$FLAGS28" 2>/dev/null)" = "$*" ] && wait_up 28 "$LOG28"; then return 0; fi
     die "start 28: already running (pid $pid, flags '$(cat "$FLAGS28" 2>/dev/null)'); use restart 28 $*"
   fi
+  # Containers' netns files (SandboxKey) go under $EXEC28/netns. Make it a shared mount, so that a
+  # test run with a mount namespace of its own (tests/engine.py: its /sys shows this netns) still
+  # sees the netns files dockerd makes later.
+  mkdir -p "$EXEC28/netns"
+  if [ "$(findmnt -n -o PROPAGATION --mountpoint "$EXEC28/netns" 2>/dev/null)" != shared ]; then
+    findmnt -n --mountpoint "$EXEC28/netns" >/dev/null 2>&1 || mount --bind "$EXEC28/netns" "$EXEC28/netns"
+    mount --make-shared "$EXEC28/netns"
+  fi
   printf '%s' "$*" >"$FLAGS28"
   # Its own socket, data root, exec root (its containerd lives there), pidfile, containerd
   # namespaces and cgroup parent: nothing is shared with the system dockerd but the kernel, the
@@ -258,7 +283,7 @@ start28() {
     --userland-proxy-path "$D28/docker-proxy" \
     --containerd-namespace pynet-docker28 --containerd-plugins-namespace pynet-docker28-plugins \
     --cgroup-parent /pynet-docker28 "$@" >>"$LOG28" 2>&1 </dev/null 9>&- &
-  wait_up 28 "$LOG28"
+  wait_up 28 "$LOG28" $!
 }
 
 stop_pid() {
@@ -344,7 +369,7 @@ case "$cmd" in
   env)     cmd_env "$1" ;;
   exec)    e=$1; shift; cmd_exec "$e" "$@" ;;
   down)    [ "$1" = 28 ] || die "down: only 28 (the system dockerd stays)"
-           exec 9>"$LOCK"; flock 9; stop28; ns28_down ;;
+           exec 9>"$LOCK"; flock 9; stop28; ns28_down; umount -l "$EXEC28/netns" 2>/dev/null || true ;;
   compose) exec 9>"$LOCK"; flock 9; runnable28 || cmd_fetch 28 >&2; echo "$D28/docker-compose" ;;
   *) die "usage: $0 fetch 28 | start|stop|restart|status|env|exec 20|28 ... | down 28 | compose" ;;
 esac

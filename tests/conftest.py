@@ -6,11 +6,20 @@ import os
 
 import pytest
 
+import engine
 from lib import DOCKER, DRIVER, NS_PREFIX, PREFIX, TABLE, TAG, links_with_prefix, sh
 
 
+def pytest_configure(config):
+    # Before any test (and any thread): every docker command of the run talks to the engine under
+    # test (PYNET_ENGINE), and for Docker 28 the run lives in its network namespace (tests/engine.py).
+    if os.geteuid() == 0:
+        engine.activate()
+
+
 def pytest_report_header(config):
-    return f"pynet test tag {TAG}: driver {DRIVER}, links {PREFIX}*, table {TABLE}, netns {NS_PREFIX}-*"
+    return [f"pynet test tag {TAG}: driver {DRIVER}, links {PREFIX}*, table {TABLE}, netns {NS_PREFIX}-*",
+            f"{engine.describe()}; docker-compose {engine.compose_version()}"]
 
 
 def pytest_collection_modifyitems(config, items):

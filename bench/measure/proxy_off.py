@@ -4,15 +4,12 @@ pynet again, interleaved, on that dockerd, and restores the original dockerd."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import BenchError, docker, dockerd_pid, log, rotated, sh, timed_docker, wait_docker
+from common import BenchError, docker, dockerd_pid, engine, log, rotated, sh, timed_docker, wait_docker
 
 from .ports import (FILL, SERVERS, Rates, proxy_mem_mb, record, run_filler, run_server_container, start_server,
                     wait_port, wait_ports)
@@ -25,76 +22,36 @@ CI_DONE = Path("/tmp/ci-done")  # the shared test suite is done: dockerd may be 
 
 
 # ---------------------------------------------------------------- dockerd restart
-def dockerd_info() -> dict:
+# Through tests/engine.py (scripts/engine.sh), like the tests: the engine under test (PYNET_ENGINE) is
+# restarted with the flag and back; a flag it refuses brings it back normally.
+def dockerd_with_flag(b: Bench) -> None:
+    """Restart dockerd with --userland-proxy=false; b.dockerd_orig says it must be restored."""
     pid = dockerd_pid()
     if not pid:
         raise BenchError("no dockerd process")
     cmd = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    systemd = (shutil.which("systemctl") is not None
-               and sh("systemctl", "is-system-running", check=False).stdout.strip() in ("running", "degraded")
-               and sh("systemctl", "is-active", "docker", check=False).stdout.strip() == "active")
-    return {"pid": pid, "cmd": cmd, "systemd": systemd}
-
-
-def dockerd_stop(pid: str, systemd: bool) -> None:
-    if systemd:
-        sh("systemctl", "stop", "docker.socket", "docker", check=False, timeout=300)
-    else:
-        try:
-            os.kill(int(pid), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 120  # it stops every container first (busybox: 10 s stop timeout)
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(int(pid), signal.SIGKILL)
-        time.sleep(2)
-
-
-def dockerd_spawn(cmd: list[str]) -> None:
-    with open("/var/log/pynet-dockerd.log", "ab") as f:  # where scripts/dockerd.sh logs
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True)
-
-
-def dockerd_with_flag(b: Bench) -> None:
-    """Restart dockerd with --userland-proxy=false; b.dockerd_orig says how to restore it."""
-    info = dockerd_info()
-    if any(a.startswith("--userland-proxy") for a in info["cmd"]):
-        raise BenchError(f"dockerd already runs with {info['cmd']}: not touching it")
-    b.dockerd_orig = info
-    log(f"restarting dockerd ({' '.join(info['cmd'])}{', systemd' if info['systemd'] else ''}) "
-        f"with {PROXY_OFF_FLAG}")
-    dockerd_stop(info["pid"], info["systemd"])
-    # under systemd its unit's arguments (-H fd://) do not work outside it: plain /usr/sbin/dockerd
-    cmd = ["/usr/sbin/dockerd"] if info["systemd"] else list(info["cmd"])
-    dockerd_spawn(cmd + [PROXY_OFF_FLAG])
-    wait_docker(120)
-    flags = Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().decode(errors="replace")
-    if PROXY_OFF_FLAG not in flags:
-        raise BenchError("dockerd did not come back with the flag")
+    if any(a == "--userland-proxy" or a.startswith("--userland-proxy=") for a in cmd):  # not -path
+        raise BenchError(f"dockerd already runs with {cmd}: not touching it")
+    b.dockerd_orig = {"pid": pid, "cmd": cmd}
+    log(f"restarting Docker {engine.ENGINE} ({' '.join(cmd)}) with {PROXY_OFF_FLAG}")
+    try:
+        engine.restart(PROXY_OFF_FLAG)
+    except AssertionError as e:
+        raise BenchError(f"dockerd did not come back with the flag: {e}") from None
 
 
 def restore(b: Bench) -> None:
-    """Put the original dockerd back (idempotent; signals are ignored meanwhile)."""
-    info = b.dockerd_orig
-    if not info:
+    """Put the engine back to normal (idempotent; signals are ignored meanwhile)."""
+    if not b.dockerd_orig:
         return
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        pid = dockerd_pid()
-        if pid and PROXY_OFF_FLAG.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-            log("restoring the original dockerd")
-            dockerd_stop(pid, False)
-            pid = ""
-        if not pid:
-            if info["systemd"]:
-                sh("systemctl", "start", "docker", check=False, timeout=300)
-            else:
-                dockerd_spawn(info["cmd"])
+        log(f"restoring Docker {engine.ENGINE}")
+        engine.restart()
         wait_docker(240)
         b.dockerd_orig = None
-        log(f"dockerd restored: {' '.join(dockerd_info()['cmd'])}")
+        cmd = Path(f"/proc/{dockerd_pid()}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+        log(f"dockerd restored: {cmd.strip()}")
     finally:
         for s, h in old.items():
             signal.signal(s, h)

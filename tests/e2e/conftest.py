@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from lib import DOCKER, DRIVER, NS_PREFIX, TAG, Daemon, Netns, docker, sh
 
+ROOT = Path(__file__).resolve().parents[2]
 PEER_SERVER = str(Path(__file__).resolve().parents[1] / "peer_server.py")
 OUT4, OUT4_HOST = "198.51.100.2", "198.51.100.1"
 OUT6, OUT6_HOST = "2001:db8:51::2", "2001:db8:51::1"
@@ -19,10 +21,17 @@ IMAGE = "busybox:latest"
 
 @pytest.fixture(scope="session")
 def dockerd():
-    if sh(DOCKER, "info", check=False, timeout=30).returncode != 0:
-        pytest.fail("dockerd is not running: `make test` starts it (scripts/dockerd.sh)")
-    if sh(DOCKER, "image", "inspect", IMAGE, check=False).returncode != 0:
-        pytest.fail("image busybox:latest missing: run scripts/images.sh (make test does)")
+    """The engine under test (tests/engine.py) answers and has the local busybox images.
+
+    Afterwards it runs with its normal flags again, whatever a test did to it."""
+    if not engine.answers():
+        pytest.fail(f"Docker {engine.ENGINE} does not answer on {engine.DOCKER_HOST}: "
+                    f"`bash scripts/engine.sh start {engine.ENGINE}` (make test ENGINE={engine.ENGINE} does)")
+    p = sh("bash", str(ROOT / "scripts/images.sh"), check=False, timeout=300)  # DOCKER_HOST: the engine's
+    if p.returncode != 0 or sh(DOCKER, "image", "inspect", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"image {IMAGE} missing in Docker {engine.ENGINE} and scripts/images.sh failed:\n{p.stderr}")
+    yield
+    engine.ensure_normal()
 
 
 def _purge_docker() -> None:

@@ -164,7 +164,8 @@ def test_crash_in_container_start(point, nets, ctrs, daemon):
 def test_crash_in_container_removal(point, nets, ctrs, daemon):
     net = nets.create("crr", "--subnet", SUBNET, "--gateway", GATEWAY)
     name = ctrs.start("crrweb", "--net", net, "-p", "18602:80", IMAGE, "httpd", "-f", "-p", "80")
-    assert PAGE in (fetch("http://127.0.0.1:18602/") or "")
+    # httpd may not listen yet when `docker run -d` returns (seen on a loaded machine)
+    wait_for(lambda: PAGE in (fetch("http://127.0.0.1:18602/") or ""), timeout=10, what="published port answers")
     ok, err = crash_during(daemon, point, "rm", "-f", name)
     if not ok:
         docker("rm", "-f", name)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from conftest import IMAGE
 from lib import DOCKER, DRIVER, NS_PREFIX, PREFIX, PYNET, TABLE, TAG, UnixHTTPConnection, docker, sh, wait_for
 
@@ -87,7 +88,7 @@ def enable_timed(sock: str) -> tuple[float, float]:
 def plugin_log(lines: int = 40) -> str:
     """The plugin's stdout/stderr end up in dockerd's log, tagged plugin=<id>."""
     pid = sh(DOCKER, "plugin", "inspect", "-f", "{{.Id}}", PLUGIN, check=False).stdout.strip()
-    for path in ("/var/log/pynet-dockerd.log", "/var/log/docker.log"):
+    for path in (engine.LOG, "/var/log/docker.log"):
         if pid and os.path.exists(path):
             with open(path, errors="replace") as fh:
                 return "".join([line for line in fh if pid in line][-lines:])
@@ -209,11 +210,9 @@ def test_managed_plugin_lifecycle(plugin):
 
     # A dockerd restart: Docker starts the plugin before it restores containers, and a container with
     # a restart policy comes back networked, its published port included (state from the mount).
-    from test_restart import restart_dockerd
-
     docker("run", "-d", "--name", WEB2, "--restart", "always", "--label", f"pynet-test={TAG}", "--net", NET,
            "-p", "80", IMAGE, "httpd", "-f", "-p", "80")
-    restart_dockerd()
+    engine.restart()
     wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", WEB2).stdout.strip() == "true", timeout=60,
              what=f"{WEB2} running again after the dockerd restart")
     port2 = wait_for(lambda: next((b["host_port"] for b in json.loads(cli(sock, "ports", WEB2, "--json"))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from conftest import IMAGE, OUT4, OUT4_HOST, OUT6, OUT6_HOST, PEER_SERVER
 from lib import PYNET, TABLE, docker, sh, wait_for
 from test_nat import bounded
-from test_restart import restart_dockerd
 
 UDP_ASK = str(Path(__file__).resolve().parents[1] / "udp_ask.py")
 PAGE = "pynet test page"
@@ -153,7 +153,8 @@ def test_localhost_binding_is_not_reachable_from_the_lan(nets, ctrs, daemon, out
     """moby#45610, staged: a LAN host that routes 127.0.0.1 to us must not reach a 127.0.0.1 port."""
     net = nets.create("plo")
     ctrs.start("plo", "--net", net, "-p", "127.0.0.1:18110:80", IMAGE, "httpd", "-f", "-p", "80")
-    assert PAGE in fetch("http://127.0.0.1:18110/")
+    # httpd may not listen yet when `docker run -d` returns (seen on a loaded machine)
+    wait_for(lambda: PAGE in (fetch("http://127.0.0.1:18110/") or ""), timeout=10, what="127.0.0.1:18110 answers")
     ns = outside.name
     ifname = sh("ip", "-n", ns, "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip().split("@")[0]
     for cmd in (["sysctl", "-qw", f"net.ipv4.conf.{ifname}.route_localnet=1"],
@@ -277,7 +278,7 @@ def test_ports_survive_kill9_and_dockerd_restart(nets, ctrs, daemon, outside):
     assert PAGE in fetch(f"http://{OUT4_HOST}:18150/", outside.name)  # the kernel keeps serving
     daemon.start()
     assert PAGE in fetch(f"http://{OUT4_HOST}:18150/", outside.name)
-    restart_dockerd()
+    engine.restart()
     wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", c, check=False).stdout.strip() == "true",
              timeout=60, what="container back")
     wait_for(lambda: PAGE in (fetch(f"http://{OUT4_HOST}:18150/", outside.name) or ""), timeout=20,

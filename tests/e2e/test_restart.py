@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+import engine
 from conftest import IMAGE, OUT4, OUT4_HOST
-from lib import DOCKER, PREFIX, docker, links_with_prefix, sh, wait_for
+from lib import PREFIX, docker, links_with_prefix, sh, wait_for
 from test_nat import bounded, wget
 
 
@@ -41,21 +42,10 @@ def test_kill9_then_firewall_flushed_is_rebuilt(nets, ctrs, daemon, outside):
     assert wget(ctrs, net, f"http://{OUT4}:8000/").stdout.strip() == OUT4_HOST
 
 
-def restart_dockerd() -> None:
-    if sh("systemctl", "is-active", "--quiet", "docker", check=False).returncode == 0:
-        sh("systemctl", "restart", "docker", timeout=120)
-    else:
-        pid = sh("pgrep", "-x", "dockerd").stdout.split()[0]
-        sh("kill", "-TERM", pid)
-        wait_for(lambda: sh("kill", "-0", pid, check=False).returncode != 0, timeout=60, what="dockerd exit")
-        sh("bash", "scripts/dockerd.sh", timeout=120)
-    wait_for(lambda: sh(DOCKER, "info", check=False).returncode == 0, timeout=60, what="docker info")
-
-
 def test_dockerd_restart_brings_containers_back_networked(nets, ctrs, daemon, outside):
     net = nets.create("dr")
     web = ctrs.start("drweb", "--restart", "always", "--net", net, IMAGE, "httpd", "-f", "-p", "80")
-    restart_dockerd()
+    engine.restart()
 
     def running():
         return docker("inspect", "-f", "{{.State.Running}}", web, check=False).stdout.strip() == "true"
@@ -75,19 +65,41 @@ def test_simulated_host_reboot(nets, ctrs, daemon, outside):
                      IMAGE, "httpd", "-f", "-p", "80")
     assert PAGE in fetch(f"http://{OUT4_HOST}:18160/", outside.name)
     daemon.kill9()
-    pid = sh("pgrep", "-x", "dockerd").stdout.split()[0]
-    sh("kill", "-TERM", pid)  # containers stop; pynet is down, so Docker's DeleteEndpoint calls fail
-    wait_for(lambda: sh("kill", "-0", pid, check=False).returncode != 0, timeout=60, what="dockerd exit")
-    # What a reboot takes away: every pynet link and the nftables table.
-    for name in links_with_prefix():
-        sh("ip", "link", "del", name, check=False)
-    sh("nft", "delete", "table", "inet", daemon.env()["PYNET_TABLE"], check=False)
-    assert links_with_prefix() == []
-    daemon.start()  # as a boot service would, before dockerd
-    sh("bash", "scripts/dockerd.sh", timeout=120)
+    engine.stop()  # containers stop; pynet is down, so Docker's DeleteEndpoint calls fail
+    try:
+        # What a reboot takes away: every pynet link and the nftables table.
+        for name in links_with_prefix():
+            sh("ip", "link", "del", name, check=False)
+        sh("nft", "delete", "table", "inet", daemon.env()["PYNET_TABLE"], check=False)
+        assert links_with_prefix() == []
+        daemon.start()  # as a boot service would, before dockerd
+    finally:
+        engine.start()  # even when the above failed: the rest of the run needs the engine
     wait_for(lambda: docker("inspect", "-f", "{{.State.Running}}", web, check=False).stdout.strip() == "true",
              timeout=90, what="container restarted")
     wait_for(lambda: PAGE in (fetch(f"http://{OUT4_HOST}:18160/", outside.name) or ""), timeout=20,
              what="published port after reboot")
     assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout
     assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
+
+
+def test_live_restore_restart_keeps_containers_and_ports(nets, ctrs, daemon, outside):
+    """dockerd --live-restore: a dockerd restart leaves containers running; their networking and
+    published port stay, new containers join, and removing one afterwards removes its port and links."""
+    from test_ports import PAGE, fetch
+
+    with engine.flags("--live-restore"):
+        net = nets.create("lr")
+        web = ctrs.start("lrweb", "--net", net, "-p", "18170:80", IMAGE, "httpd", "-f", "-p", "80")
+        pid = docker("inspect", "-f", "{{.State.Pid}}", web).stdout.strip()
+        links = sorted(links_with_prefix())
+        assert PAGE in (fetch(f"http://{OUT4_HOST}:18170/", outside.name) or "")
+        engine.restart("--live-restore")
+        assert docker("inspect", "-f", "{{.State.Pid}}", web).stdout.strip() == pid, "container was restarted"
+        assert PAGE in (fetch(f"http://{OUT4_HOST}:18170/", outside.name) or ""), "port after the restart"
+        assert sorted(links_with_prefix()) == links
+        assert "pynet test page" in wget(ctrs, net, f"http://{web}/").stdout  # a new container, by name
+        assert ctrs.sh(web, bounded(f"wget -qO- http://{OUT4}:8000/")).stdout.strip() == OUT4_HOST
+        docker("rm", "-f", web)
+        assert fetch(f"http://{OUT4_HOST}:18170/", outside.name, timeout=3) is None, "port left after rm"
+        assert [n for n in links_with_prefix() if n.startswith(PREFIX + "h")] == []
