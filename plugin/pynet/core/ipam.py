@@ -234,10 +234,7 @@ class Ipam:
                        f"the LAN does not use")
 
     async def release_address(self, req) -> None:
-        try:
-            pool = self._pool(req.pool_id)
-        except InvalidRequest:
-            return
+        pool = self._pool(req.pool_id)  # a malformed ID is refused by name; an unknown one is released
         ip = req.address.split("/")[0]
         async with self.lock:
             if pool.reserved.pop(ip, None) is not None:

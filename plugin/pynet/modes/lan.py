@@ -44,6 +44,7 @@ class LanMode(Mode):
         missing = [s for s in net.v4 + net.v6 if not s.gateway]
         if not missing:
             return
+        await self._parent_exists(net)  # else the error would be about its router, not about it
         routers = [ipaddress.ip_address(r) for r in await self.links.default_routers(net.parent)]
         for sub in missing:
             pool = ipaddress.ip_network(sub.pool)
@@ -56,7 +57,7 @@ class LanMode(Mode):
                                     f"--gateway")
             sub.gateway = f"{fits[0]}/{pool.prefixlen}"
 
-    async def check(self, net: Network, others: list[Network]) -> None:
+    async def _parent_exists(self, net: Network) -> None:
         if net.vlan:
             if await self.links.get(net.vlan_base) is None:
                 raise InvalidOption(f"parent {net.parent}: its base interface {net.vlan_base} does not exist; "
@@ -64,6 +65,9 @@ class LanMode(Mode):
         elif await self.links.get(net.parent) is None:
             raise InvalidOption(f"parent interface {net.parent} does not exist; give an existing interface "
                                 f"on the LAN with -o parent=IFACE")
+
+    async def check(self, net: Network, others: list[Network]) -> None:
+        await self._parent_exists(net)
         parent = await self.links.get(net.parent)
         if parent is not None and parent.alias.startswith(self.owner_tag) and not net.vlan:
             raise InvalidOption(f"parent {net.parent} is an interface pynet made; give a physical LAN interface")
