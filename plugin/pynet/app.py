@@ -82,7 +82,8 @@ async def serve(cfg: Config) -> None:
 
     links = Links()
     await links.open()
-    driver = Driver(cfg, Store(cfg.state_dir), links, Nft())
+    # PYNET_STORE_VERIFY=1 (tests): every save is read back and compared with memory.
+    driver = Driver(cfg, Store(cfg.state_dir, verify=os.environ.get("PYNET_STORE_VERIFY") == "1"), links, Nft())
     await driver.start()
     app = make_app(cfg, driver)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -104,6 +105,7 @@ async def serve(cfg: Config) -> None:
             try:
                 await driver.reconciler.check_firewall()
                 await driver.reconciler.free_ports_of_gone_endpoints()
+                await driver.state.tidy()
             except Exception:  # noqa: BLE001 - keep watching
                 log.exception("firewall check failed")
 

@@ -106,6 +106,25 @@ class FakeLinks:
             self.shapes.pop(dev, None)  # qdiscs go with their device
             self.sources.pop(dev, None)
 
+    async def retire(self, name: str, peer: str = "") -> None:
+        """Out of service and, in the fake, gone at once (the real one unregisters it later)."""
+        self.calls.append(("retire", name))
+        self._maybe_fail("retire")
+        await self.delete(name)
+        if peer:
+            await self.delete(peer)
+
+    async def retire_bridge(self, name: str, addrs: list[str]) -> None:
+        self.calls.append(("retire_bridge", name))
+        self._maybe_fail("retire_bridge")
+        await self.delete(name)
+
+    def retiring(self) -> set[str]:
+        return set()
+
+    async def settle(self) -> None:
+        self.calls.append(("settle",))
+
     async def ensure_bridge(self, name, alias, mtu, addrs, ipv6, mac="") -> bool:
         self.calls.append(("ensure_bridge", name))
         self._maybe_fail("ensure_bridge")
@@ -631,7 +650,7 @@ def make_driver(cfg, links, nft, sysctls, dhcp_client=None, prober=None, police=
     from pynet.core.driver import Driver
     from pynet.store import Store
 
-    drv = Driver(cfg, Store(cfg.state_dir), links, nft, sysctl_ensure=sysctls, dhcp_client=dhcp_client,
+    drv = Driver(cfg, Store(cfg.state_dir, verify=True), links, nft, sysctl_ensure=sysctls, dhcp_client=dhcp_client,
                  prober=prober or FakeProber(), police=police if police is not None else FakePolice())
     drv.published.probe = lambda family, host_ip, proto, port: None
     return drv

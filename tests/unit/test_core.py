@@ -5,10 +5,10 @@ and the HTTP edge its own (test_protocol.py)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
+import statedb
 
 from fakes import (EP_1, EP_2, EP_3, ID_A, ID_B, FakeLinks, FakeNft, ep_req, join_req, make_driver, net_req, pec_req,
                    port, ref)
@@ -19,12 +19,14 @@ BR_A = "pn-n" + ID_A[:11]
 H1, K1 = "pn-h" + EP_1[:11], "pn-k" + EP_1[:11]
 
 
-def state_file(cfg, net_id=ID_A) -> Path:
-    return Path(cfg.state_dir) / "networks" / f"{net_id}.json"
+def saved(cfg, net_id=ID_A) -> dict | None:
+    return statedb.network(cfg.state_dir, net_id)
 
 
-def saved(cfg, net_id=ID_A) -> dict:
-    return json.loads(state_file(cfg, net_id).read_text())["network"]
+def stored(driver, cfg, net_id=ID_A) -> dict | None:
+    """What the database holds once the deferred deletes are written (PURGE_DELAY after the call)."""
+    driver.state.store.flush()
+    return saved(cfg, net_id)
 
 
 async def refused(call, exc=PynetError) -> str:
@@ -82,7 +84,7 @@ async def test_nat_lifecycle(driver, cfg, links, nft, sysctls):
         await driver.endpoints.delete(ref())
         assert H1 not in links.links and K1 not in links.links
         await driver.networks.delete(ref(ep_id=None))
-        assert BR_A not in links.links and not state_file(cfg).exists()
+        assert BR_A not in links.links and stored(driver, cfg) is None
         assert nft.elements(T, "bridges") == {} and nft.elements(T, "masq") == {}
         assert nft.du_patterns("ip") == []  # the last network took Docker-side accepts with it
     assert len(driver.published.index) == 0
@@ -115,7 +117,7 @@ async def test_failed_port_change_keeps_old_ports(driver, cfg, nft):
     assert driver.published.index.holder(4, "", "tcp", 9090) is None
 
 
-def disk_full(net):
+def disk_full(net, *eps):
     raise OSError(28, "No space left on device")
 
 
@@ -143,7 +145,7 @@ async def test_failed_create_network_is_undone(driver, cfg, links, nft):
     nft.fail_next, nft.fail_count = KernelError("nftables refused the change: no memory"), 2
     assert await refused(driver.networks.create(net_req())) == "nftables refused the change: no memory"
     assert BR_A not in links.links and ("delete", BR_A) in links.calls  # the bridge it made is gone again
-    assert driver.state.nets == {} and not state_file(cfg).exists()
+    assert driver.state.nets == {} and saved(cfg) is None
     await driver.networks.create(net_req())  # and a retry works
     assert BR_A in links.links
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import statedb
 
 from fakes import EP_1, EP_2, ID_A, ID_B, FakeLinks, FakeProber, ep_body, make_driver, net_body
 from pynet import dhcp, options
@@ -119,19 +120,19 @@ async def until(fn, what: str, timeout: float = 5.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def state_file(cfg, name: str) -> dict:
-    return json.loads((Path(cfg.state_dir) / name).read_text())
+def saved(cfg, net_id: str = ID_A) -> dict:
+    return statedb.network(cfg.state_dir, net_id)
 
 
 # ---------------------------------------------------------------- pools
 
 async def test_request_pool_and_release(docker, cfg):
     pid = await pool(docker, subnet="192.168.50.7/24", mode="static")
-    assert state_file(cfg, "ipam.json")["ipam"]["pools"][pid]["mode"] == "static"
+    assert statedb.doc(cfg.state_dir, "ipam")["pools"][pid]["mode"] == "static"
     v6 = await pool(docker, subnet="fd50::/64", v6=True, mode6="slaac")
     assert v6.startswith(f"{SPACE}/fd50::/64@")
     assert await docker.ok("/IpamDriver.ReleasePool", {"PoolID": pid}) == {}
-    assert list(state_file(cfg, "ipam.json")["ipam"]["pools"]) == [v6]
+    assert list(statedb.doc(cfg.state_dir, "ipam")["pools"]) == [v6]
 
 
 @pytest.mark.parametrize("body, why", [
@@ -149,7 +150,7 @@ async def test_request_pool_and_release(docker, cfg):
 async def test_request_pool_refused(docker, cfg, body, why):
     err = await docker.err("/IpamDriver.RequestPool", dict(body, AddressSpace=SPACE))
     assert why in err
-    assert not (Path(cfg.state_dir) / "ipam.json").exists()
+    assert statedb.doc(cfg.state_dir, "ipam") == {}
 
 
 async def test_docker_keys_among_ipam_options_are_ignored(docker):
@@ -255,7 +256,7 @@ async def test_dhcp_lease_round_trip(docker, driver, cfg, links, fake_dhcp):
     assert await address(docker, pid) == "192.168.50.77/24"
     assert fake_dhcp.acquired[0] == {"ifname": "eth0", "mac": MAC, "hostname": "", "identity": None, "domain": "",
                                      "subnet": "192.168.50.0/24"}
-    net = state_file(cfg, f"networks/{ID_A}.json")["network"]
+    net = saved(cfg)
     assert net["leases"][MAC]["ip"] == "192.168.50.77" and net["ipam"] == "dhcp"  # persisted before the answer
     assert (ID_A, MAC, 4) in driver.leases.tasks  # renewal scheduled
     # Docker asks again (replay): the same lease, no second DHCP exchange.
@@ -271,7 +272,7 @@ async def test_dhcp_lease_round_trip(docker, driver, cfg, links, fake_dhcp):
     await docker.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": ID_A, "EndpointID": EP_1})
     await docker.ok("/IpamDriver.ReleaseAddress", {"PoolID": pid, "Address": "192.168.50.77/24"})
     assert fake_dhcp.released == ["192.168.50.77"]
-    assert state_file(cfg, f"networks/{ID_A}.json")["network"]["leases"] == {}
+    assert saved(cfg)["leases"] == {}
     assert (ID_A, MAC, 4) not in driver.leases.tasks
     await docker.ok("/IpamDriver.ReleaseAddress", {"PoolID": pid, "Address": "192.168.50.77/24"})
     assert fake_dhcp.released == ["192.168.50.77"]  # already gone: nothing more to do
@@ -408,7 +409,7 @@ async def test_expired_lease_is_taken_away_and_given_back(docker, links, driver,
     assert links.container_addrs[("/run/x", MAC)] == set()
     shown = (await docker.get("/pynet/v1/leases"))[0]
     assert shown["state"] == "lost" and "expired" in shown["lost_why"]
-    assert state_file(cfg, f"networks/{ID_A}.json")["network"]["leases"][MAC]["lost_at"]
+    assert saved(cfg)["leases"][MAC]["lost_at"]
     monkeypatch.undo()
     await until(lambda: not net.leases[MAC]["lost_at"], "the lease bound again")
     await until(lambda: links.container_addrs[("/run/x", MAC)] == {"192.168.50.77/24"}, "the address back")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import statedb
 
 from fakes import EP_1, EP_2, ID_A, FakeLinks, FakeNft, ep_body, ep_req, join_req, make_driver, net_body, net_req, ref
 from pynet import limits, options
@@ -307,12 +308,12 @@ async def test_limits_of_a_vanished_endpoint_are_swept(driver, cfg, sysctls, pol
 async def test_old_state_files_have_no_limits(driver, cfg):
     await driver.networks.create(net_req())
     await driver.endpoints.create(ep_req())
-    doc = json.loads(_state(cfg).read_text())
-    del doc["network"]["limits"]
-    del doc["network"]["endpoints"][EP_1]["limits"]
+    doc = _saved(cfg)
+    del doc["limits"]
+    del doc["endpoints"][EP_1]["limits"]
     from pynet.model import network_from_dict
 
-    net = network_from_dict(doc["network"])
+    net = network_from_dict(doc)
     assert net.limits == {} and net.endpoints[EP_1].limits == {}
 
 
@@ -337,10 +338,6 @@ async def test_control_api_and_wire(docker, links, police):
     assert detail["endpoints"][0]["limits"]["ingress_rate"] == "4mbit"
 
 
-def _state(cfg) -> Path:
-    return Path(cfg.state_dir) / "networks" / f"{ID_A}.json"
-
-
 def _saved(cfg) -> dict:
-    return json.loads(_state(cfg).read_text())["network"]
+    return statedb.network(cfg.state_dir, ID_A)
 

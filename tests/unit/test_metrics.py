@@ -182,7 +182,7 @@ async def test_state_file_problems(driver, docker, monkeypatch):
     await driver.networks.create(net_req())
     driver.state.store.damaged["c" * 64] = "/x/networks/ccc.json.corrupt-1"
 
-    def disk_full(_net):
+    def disk_full(_net, *_eps):
         raise StateError("no space left on device")
     monkeypatch.setattr(driver.state.store, "save", disk_full)
     with pytest.raises(StateError):

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import statedb
 
 from fakes import EP_1, FakeLinks, FakeNft, FakeSysctl, ep_req, join_req, make_driver, net_req, ref
 from pynet.api.wire import AllocateNetwork, Discovery, IpData, NetworkRef
@@ -63,12 +64,11 @@ async def test_allocate_returns_the_vni_every_node_gets(gdriver, gcfg):
     reply = await gdriver.cluster.allocate(alloc(options={"icc": "false"}))
     assert reply == {"icc": "false", "vni": str(vni_for(SWARM_ID))}
     assert VNI_BASE <= vni_for(SWARM_ID) <= 0xFFFFFF
-    doc = json.loads((Path(gcfg.state_dir) / "allocations.json").read_text())
-    assert doc["allocations"] == {SWARM_ID: reply}
+    assert statedb.doc(gcfg.state_dir, "allocations") == {SWARM_ID: reply}
     # A new leader allocates again with what pynet returned before: the same answer.
     assert await gdriver.cluster.allocate(alloc(options=reply)) == reply
     await gdriver.cluster.free(NetworkRef(SWARM_ID))
-    assert json.loads((Path(gcfg.state_dir) / "allocations.json").read_text())["allocations"] == {}
+    assert statedb.doc(gcfg.state_dir, "allocations") == {}
 
 
 async def test_allocate_keeps_vnis_unique(gdriver, monkeypatch):
@@ -120,8 +120,7 @@ async def test_discover_new_self_is_kept(gdriver, gcfg):
     assert (view["node_address"], view["peers"]) == ("10.88.0.11", ["10.88.0.12"])
     gdriver.cluster.discover(Discovery(node=True, address="10.88.0.12"), new=False)
     assert gdriver.cluster.view()["peers"] == []
-    doc = json.loads((Path(gcfg.state_dir) / "node.json").read_text())
-    assert doc["node"] == {"address": "10.88.0.11"}
+    assert statedb.doc(gcfg.state_dir, "node") == {"address": "10.88.0.11"}
 
 
 async def overlay_net(gdriver, options=None):

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import statedb
 from aiohttp.test_utils import TestClient, TestServer
 
 from fakes import EP_1, ID_A, Docker, build_app, ep_body, net_body, pm
@@ -172,12 +173,8 @@ def ids(net=ID_A, ep=EP_1) -> dict:
     return {"NetworkID": net, "EndpointID": ep}
 
 
-def saved(cfg, net_id=ID_A) -> dict:
-    return json.loads((Path(cfg.state_dir) / "networks" / f"{net_id}.json").read_text())["network"]
-
-
-def state_file(cfg, net_id=ID_A) -> Path:
-    return Path(cfg.state_dir) / "networks" / f"{net_id}.json"
+def saved(cfg, net_id=ID_A) -> dict | None:
+    return statedb.network(cfg.state_dir, net_id)
 
 
 async def test_a_container_lifecycle_through_the_socket(docker, driver, cfg, links, nft, sysctls):
@@ -231,7 +228,8 @@ async def test_a_container_lifecycle_through_the_socket(docker, driver, cfg, lin
         assert H1 not in links.links and K1 not in links.links
         await docker.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": ID_A})
         assert BR_A not in links.links
-        assert not state_file(cfg).exists()
+        driver.state.store.flush()  # the deferred deletes (written PURGE_DELAY after the call)
+        assert saved(cfg) is None
         assert nft.elements(T, "bridges") == {} and nft.elements(T, "masq") == {}
         assert nft.du_patterns("ip") == []  # the last network took Docker-side accepts with it
     assert len(driver.published.index) == 0

@@ -71,6 +71,7 @@ class Driver:
 
     async def shutdown(self) -> None:
         await self.reconciler.shutdown()
+        self.state.store.close()
 
     def mode_of(self, net):
         return self.modes[net.mode]

@@ -63,7 +63,7 @@ class Endpoints(Part):
                 if old is None:
                     net.endpoints[ep.id] = ep
                     undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
-                    self.state.save(net)
+                    self.state.save(net, ep)
                 faults.point("create_endpoint:saved")
             except BaseException:
                 await undo.run()
@@ -108,10 +108,16 @@ class Endpoints(Part):
                 await self.delete_now(self.state.nets[ref.network_id], ep)
 
     async def delete_now(self, net: Network, ep: Endpoint) -> None:
-        """Under the network's lock; intent saved first (Docker ignores errors here)."""
+        """Under the network's lock; intent saved first (Docker ignores errors here), the call's only
+        write: the endpoint's row goes with the next transaction (a crash before: finished at start).
+        Its links are retired (out of service now, unregistered in the background)."""
         if not ep.deleting:
             ep.deleting = True
-            self.state.save(net)
+            try:
+                self.state.save(net, ep)
+            except BaseException:
+                ep.deleting = False
+                raise
         mode = self.modes[net.mode]
         await self.published.unpublish(net, ep, ep.bindings)
         faults.point("delete_endpoint:ports")
@@ -120,8 +126,7 @@ class Endpoints(Part):
         if errors:
             raise KernelError(f"endpoint {ep.id[:12]} not fully removed: {'; '.join(errors)}")
         faults.point("delete_endpoint:kernel")
-        del net.endpoints[ep.id]
-        self.state.save(net)
+        self.state.forget_endpoint(net, ep.id)
         faults.point("delete_endpoint:saved")
 
     def oper_info(self, ref) -> dict:
@@ -145,7 +150,7 @@ class Endpoints(Part):
                 log.warning("announce failed", extra={"fields": {"endpoint": ep.id[:12], "error": str(e)}})
             if ep.sandbox != req.sandbox:
                 ep.sandbox = req.sandbox
-                self.state.save(net)
+                self.state.save(net, ep)
             faults.point("join:saved")
             held = net.leases.get(ep.mac) if net.ipam == "dhcp" else None
             if held is not None and req.sandbox and not held.get("hostname"):
@@ -165,6 +170,6 @@ class Endpoints(Part):
                 sandbox = ep.sandbox
                 cli = await self.published.leave(net, ep)
                 ep.sandbox = ""
-                self.state.save(net)
+                self.state.save(net, ep)
         if cli and sandbox:
             await self.published.hand_over(sandbox, ref.endpoint_id, cli)

@@ -42,7 +42,7 @@ class Limits(Part):
             try:
                 await mode.limit(net, ep, wanted, before)
                 ep.limits = new
-                self.state.save(net)
+                self.state.save(net, ep)
             except BaseException:
                 ep.limits = old
                 try:

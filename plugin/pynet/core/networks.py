@@ -144,7 +144,11 @@ class Networks(Part):
         the job (reconcile), or nobody would."""
         if not net.deleting:
             net.deleting = True
-            self.state.save(net)
+            try:
+                self.state.save(net)
+            except BaseException:
+                net.deleting = False
+                raise
         mode = self.modes[net.mode]
         errors = []
         for ep in list(net.endpoints.values()):
@@ -156,8 +160,7 @@ class Networks(Part):
             # Keep the state so that `docker network rm` (or the next start) can retry.
             raise KernelError(f"network {net.id[:12]} not fully removed: {'; '.join(errors)}")
         await self.leases.release_all(net)  # Docker releases them first; just in case
-        self.state.store.delete(net.id)
+        self.state.forget_network(net.id)  # its rows go with the next transaction (or at the next start)
         faults.point("delete_network:saved")
-        self.state.nets.pop(net.id, None)
         self.published.forget(net)
         await self.firewall.remove(self.elements(net))

@@ -92,7 +92,7 @@ class Published:
                 ep.gateway = False
                 await self.unpublish(net, ep, ep.bindings)
                 faults.point("revoke_external:firewall")
-                self.state.save(net)
+                self.state.save(net, ep)
                 faults.point("revoke_external:saved")
 
     async def leave(self, net: Network, ep: Endpoint) -> list[PortMapping]:
@@ -119,7 +119,7 @@ class Published:
                 await self._publish_cli(net, ep, mappings)
             else:
                 ep.parked += mappings
-                self.state.save(net)
+                self.state.save(net, ep)
 
     async def _adopt_cli_ports(self, net: Network, ep: Endpoint) -> None:
         """Parked `pynet port add` ports of this container (this endpoint's or a sibling's) come here."""
@@ -133,7 +133,7 @@ class Published:
                 if known and sib.parked:
                     parked += sib.parked
                     sib.parked = []
-                    self.state.save(other)
+                    self.state.save(other, sib)
         if parked:
             async with self.state.locked(net.id) as known:
                 if known and ep.id in net.endpoints:
@@ -146,7 +146,7 @@ class Published:
                 await self.publish(net, ep, [m], "cli", replace=[], others=list(ep.bindings))
             except PynetError as e:
                 ep.parked.append(m)
-                self.state.save(net)
+                self.state.save(net, ep)
                 log.warning("a `pynet port add` port could not follow the container's gateway",
                             extra={"fields": {"endpoint": ep.id[:12], "port": to_dict(m), "error": str(e)}})
 
@@ -175,7 +175,7 @@ class Published:
                                    f"{m.container_port}/{m.proto} on endpoint {ep.id[:12]}; see `pynet ports`")
                 gone.update(dict.fromkeys(match))
             await self.unpublish(net, ep, list(gone))
-            self.state.save(net)
+            self.state.save(net, ep)
             return list(gone)
 
     # ------------------------------------------------------------ the mechanics
@@ -198,7 +198,7 @@ class Published:
                 before = ep.bindings
                 ep.bindings = others + new
                 try:
-                    self.state.save(net)
+                    self.state.save(net, ep)
                     faults.point(f"{call}:saved")
                 except BaseException:
                     ep.bindings = before

@@ -46,6 +46,7 @@ class Reconciler(Part):
                                         "deletes_finished": [], "errors": []}
         live: list = []  # (network, endpoint) whose container side is there: their limits are enforced
         async with self.state.nets_lock, self.state.all_locks():
+            await self._settle(report)
             self._load_restored()
             self.state.store.scan_damaged()
             await self._check_moved()
@@ -63,9 +64,21 @@ class Reconciler(Part):
                     elems.setdefault(name, []).extend(items)
             await self.firewall.rebuild(elems)
             await self._finish_deletes(nets, report)
+            try:
+                self.state.store.flush()  # the rows of the deletes finished
+            except PynetError as e:
+                report["errors"].append(str(e))
             await self.networks.sync_docker_user()
         log.info("reconciled", extra={"fields": {"networks": len(nets), **{k: len(v) for k, v in report.items()}}})
         return report
+
+    async def _settle(self, report: dict) -> None:
+        """Links retired by a delete (this run's, or one killed before unregistering them) go now: they
+        are out of service by construction, so this happens whatever else is kept."""
+        try:
+            await self.links.settle()
+        except PynetError as e:
+            report["errors"].append(f"retired links: {e}")
 
     async def _check_moved(self) -> None:
         """At the first start on a new state directory, links of this pynet (its owner tag) mean the
@@ -114,7 +127,7 @@ class Reconciler(Part):
                     for b in ep.bindings:
                         self.published.index.remove(ep.id, b)
                     ep.bindings, ep.gateway = [], False
-                    self.state.save(net)
+                    self.state.save(net, ep)
                 continue
             live.append((net, ep))
             try:
@@ -167,8 +180,9 @@ class Reconciler(Part):
         return out
 
     async def find_leftovers(self) -> list[str]:
-        """Links this daemon made (by alias tag or by exact name shape) that belong to nothing."""
-        expected: set[str] = set()
+        """Links this daemon made (by alias tag or by exact name shape) that belong to nothing (those
+        being unregistered in the background excepted)."""
+        expected: set[str] = self.links.retiring()
         for net in self.state.nets.values():
             expected |= self.modes[net.mode].link_names(net)
         return [link.name for link in await self.links.list()
@@ -185,10 +199,15 @@ class Reconciler(Part):
         removed = []
         for name in await self.find_leftovers():
             try:
-                await self.links.delete(name)
+                await self.links.retire(name)  # then unregistered together: one RCU barrier for all
                 removed.append(name)
             except PynetError as e:
                 log.error("leftover not removed", extra={"fields": {"link": name, "error": str(e)}})
+        if removed:
+            try:
+                await self.links.settle()
+            except PynetError as e:
+                log.error("leftovers not unregistered", extra={"fields": {"error": str(e)}})
         for mode in self.modes.values():
             removed += await mode.sweep([n for n in self.state.nets.values() if n.mode == mode.NAME], self.prefix)
         return removed
@@ -223,7 +242,7 @@ class Reconciler(Part):
                                     extra={"fields": {"endpoint": ep.id[:12], "ports": len(ep.bindings)}})
                         await self.published.unpublish(net, ep, ep.bindings)
                         ep.gateway = False
-                        self.state.save(net)
+                        self.state.save(net, ep)
                         freed.append(ep.id[:12])
         return freed
 

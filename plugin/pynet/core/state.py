@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from ..errors import NotFound, StateError
 from ..model import Endpoint, Network
+
+PURGE_DELAY = 0.1  # seconds: a delete's rows go then, unless another call's transaction took them first
+log = logging.getLogger("pynet.state")
 
 
 class State:
@@ -30,30 +34,66 @@ class State:
         self.save_failures = 0  # state files that could not be written, since start (metrics)
 
     def load(self) -> None:
-        self.new_dir = not self.store.dir.exists()
-        self.store.ensure()
+        self.store.open()
+        self.new_dir = self.store.new
         self.nets = self.store.load_all()
 
     def keep_all(self) -> bool:
         """Nothing of the kernel may be taken away: a network pynet cannot read may still use it."""
         return bool(self.store.damaged) or bool(self.moved)
 
-    def save(self, net: Network) -> None:
+    def save(self, net: Network, *eps: Endpoint) -> None:
+        """One transaction: the network's own changes, endpoints added or gone, and `eps`, the endpoints
+        changed in place (store.py writes only what changed: name every endpoint the call changed)."""
         try:
-            self.store.save(net)
+            self.store.save(net, *eps)
         except StateError:
             self.save_failures += 1
             raise
+
+    def forget_endpoint(self, net: Network, ep_id: str) -> None:
+        """A deleted endpoint leaves memory now; its row goes with the next transaction (its `deleting`
+        intent is saved: a crash before that makes the next start finish the delete)."""
+        net.endpoints.pop(ep_id, None)
+        self.store.delete_endpoint(net.id, ep_id)
+        self._flush_soon()
+
+    def forget_network(self, net_id: str) -> None:
+        self.nets.pop(net_id, None)
+        self.store.delete(net_id)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """The deferred deletes written shortly after the call (off its path), if nothing did first."""
+        try:
+            asyncio.get_running_loop().call_later(PURGE_DELAY, self._flush)
+        except RuntimeError:  # no loop (a test calling in directly): the next transaction takes them
+            pass
+
+    def _flush(self) -> None:
+        try:
+            self.store.flush()
+        except StateError as e:  # kept pending: the next transaction (or the next start) takes them
+            log.error("deferred deletes not written yet", extra={"fields": {"error": str(e)}})
+
+    async def tidy(self) -> None:
+        """Deferred deletes written, and the database checkpointed in a worker thread (periodic)."""
+        self.store.flush()
+        if self.store.checkpoint_due():
+            await asyncio.to_thread(self.store.checkpoint)
 
     # ------------------------------------------------------------ lookups
     def network(self, net_id: str) -> Network:
         net = self.nets.get(net_id)
         if net is None:
             if net_id in self.store.damaged:
-                raise NotFound(f"network {net_id[:12]}'s state file is damaged ({self.store.damaged[net_id]}): "
-                               f"see `pynet doctor`; restore the file, or remove it and the network")
+                raise NotFound(f"network {net_id[:12]}'s state is damaged ({self.store.damaged[net_id]}): see "
+                               f"`pynet doctor`; restore it (`pynet state restore`), or remove the network and "
+                               f"forget its state (`pynet state forget`)")
+            broken = f"; pynet's state database was damaged ({self.store.broken[0]}): see `pynet doctor`" \
+                if self.store.broken else ""
             raise NotFound(f"network {net_id[:12]} is not known to pynet ({self.driver_name}); "
-                           f"remove it with `docker network rm` and create it again")
+                           f"remove it with `docker network rm` and create it again{broken}")
         return net
 
     def endpoint(self, net_id: str, ep_id: str) -> tuple[Network, Endpoint]:

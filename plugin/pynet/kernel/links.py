@@ -1,6 +1,9 @@
 """Links and addresses through pyroute2's AsyncIPRoute (one netlink socket per daemon).
 
-ensure_* and delete are idempotent: "already there" and "already gone" succeed.
+ensure_*, delete and retire* are idempotent: "already there" and "already gone" succeed.
+Unregistering a link blocks its netlink request for an RCU barrier (17-34 ms): delete sends it from
+a worker thread with its own socket (kernel/reaper.py), and the calls Docker waits on retire links
+instead: out of service at once (down, their names and subnet free), unregistered in the background.
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-from dataclasses import dataclass
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -16,6 +18,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ..errors import KernelError
 from . import linkstats
 from .api import LinkStats
+from .linkinfo import LinkInfo, info, same_owner, sysctl_quiet
+from .nlmem import drop_orphans, fix_mmap_threshold
+from .reaper import Reaper
+from .retire import RetireOps
 from .routes import RouteOps
 from .sandbox import set_container_addr
 from .tc import TcOps, raw_request
@@ -24,34 +30,7 @@ IFA_F_NODAD = 0x02
 RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
 
 
-@dataclass
-class LinkInfo:
-    index: int
-    name: str
-    alias: str
-    kind: str
-    master: int
-    mac: str
-    mtu: int
-    up: bool
-
-
-def _info(msg) -> LinkInfo:
-    linkinfo = msg.get("IFLA_LINKINFO")
-    kind = linkinfo.get("IFLA_INFO_KIND") if linkinfo is not None else ""
-    return LinkInfo(
-        index=msg["index"],
-        name=msg.get("IFLA_IFNAME"),
-        alias=msg.get("IFLA_IFALIAS") or "",
-        kind=kind or "",
-        master=msg.get("IFLA_MASTER") or 0,
-        mac=(msg.get("IFLA_ADDRESS") or "").lower(),
-        mtu=msg.get("IFLA_MTU") or 0,
-        up=bool(msg["flags"] & 1),
-    )
-
-
-class Links(RouteOps, TcOps):
+class Links(RouteOps, TcOps, RetireOps):
     def __init__(self) -> None:
         self._ipr: AsyncIPRoute | None = None
         # pyroute2 matches replies by sequence number, but one request at a time
@@ -59,16 +38,21 @@ class Links(RouteOps, TcOps):
         self._lock = asyncio.Lock()
         self._tc_lock = asyncio.Lock()  # a tc change is several requests (look, then change): one at a time
         self._calls = 0
+        self.reaper = Reaper()
 
     async def open(self) -> None:
+        fix_mmap_threshold()
         self._ipr = AsyncIPRoute()
 
     async def close(self) -> None:
+        await self.reaper.close()
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
 
     def _count_call(self) -> None:
+        drop_orphans(self._ipr)  # replies the previous request left behind (kernel/nlmem.py)
+        self.reaper.last_request = asyncio.get_running_loop().time()
         self._calls += 1
         if self._calls >= RECYCLE_AFTER:
             # pyroute2 0.9's AsyncIPRoute keeps a datagram it never hands out now and then
@@ -112,7 +96,7 @@ class Links(RouteOps, TcOps):
                 raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
 
     async def list(self) -> list[LinkInfo]:
-        return [_info(m) for m in await self._call("list links", "link", "dump")]
+        return [info(m) for m in await self._call("list links", "link", "dump")]
 
     async def link_stats(self) -> dict[str, LinkStats]:
         """Every host link's counters, name -> LinkStats, from ONE dump (what a metrics scrape costs),
@@ -123,11 +107,13 @@ class Links(RouteOps, TcOps):
             raise KernelError(f"list link counters: {e.strerror or e}") from None
 
     async def get(self, name: str) -> LinkInfo | None:
+        """The link of that name; a retired one still holding it is unregistered first (None)."""
+        await self.reaper.take(name)
         msgs = await self._call(f"look up {name}", "link", "get", ifname=name, ok_errnos=(errno.ENODEV,))
-        return _info(msgs[0]) if msgs else None
+        return info(msgs[0]) if msgs else None
 
     async def delete(self, name: str) -> None:
-        await self._call(f"delete {name}", "link", "del", ifname=name, ok_errnos=(errno.ENODEV,))
+        await self.reaper.delete(name)
 
     async def ensure_bridge(self, name: str, alias: str, mtu: int, addrs: list[str], ipv6: bool,
                             mac: str = "") -> bool:
@@ -145,10 +131,10 @@ class Links(RouteOps, TcOps):
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
         else:
-            _same_owner(link, alias)
+            same_owner(link, alias)
         try:
             if ipv6:
-                _sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
+                sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
             kw = {"mtu": mtu} if mtu else {}
             if mac:
                 kw["address"] = mac
@@ -173,7 +159,7 @@ class Links(RouteOps, TcOps):
         if link is not None:
             if link.kind != "veth":
                 raise KernelError(f"{host} exists and is not a veth")
-            _same_owner(link, alias)
+            same_owner(link, alias)
             return link, False
         peer_kw = {"ifname": peer, "address": mac}
         kw = {}
@@ -207,7 +193,7 @@ class Links(RouteOps, TcOps):
         if link is not None:
             if link.kind != "macvlan":
                 raise KernelError(f"{name} exists and is not a macvlan")
-            _same_owner(link, alias)
+            same_owner(link, alias)
             return False
         base = await self.get(parent)
         if base is None:
@@ -267,8 +253,10 @@ class Links(RouteOps, TcOps):
         if link is not None:
             if link.kind != "vxlan":
                 raise KernelError(f"{name} exists and is not a vxlan device")
-            _same_owner(link, alias)
+            same_owner(link, alias)
         else:
+            if self.reaper.pending:  # a retired VXLAN of the same VNI and port would refuse this one
+                await self.reaper.settle()
             under = await self.get(dev)
             if under is None:
                 raise KernelError(f"underlay interface {dev} of {name} does not exist")
@@ -291,18 +279,3 @@ class Links(RouteOps, TcOps):
                 await self.delete(name)
             raise
         return created
-
-
-def _same_owner(link: LinkInfo, alias: str) -> None:
-    """Link names hold a prefix of an object's ID: two IDs sharing it must not share the link."""
-    if link.alias and alias and link.alias != alias:
-        raise KernelError(f"interface {link.name} already belongs to another pynet object ({link.alias}); "
-                          f"IDs sharing their first digits cannot share a link name")
-
-
-def _sysctl_quiet(path: str, value: str) -> None:
-    try:
-        with open(path, "w") as fh:
-            fh.write(value)
-    except OSError:
-        pass

@@ -215,16 +215,25 @@ class Mode:
         return []
 
     # ------------------------------------------------------------ helpers for subclasses
-    async def _delete_links(self, names) -> list[str]:
+    async def _retire(self, names, peer: str = "") -> list[str]:
+        """Links out of service now, unregistered in the background (kernel/retire.py); `peer`: the
+        other end of the (one) veth in `names`, which goes with it."""
         errors = []
         for name in names:
             if not name:
                 continue
             try:
-                await self.links.delete(name)
+                await self.links.retire(name, peer)
             except Exception as e:  # noqa: BLE001 - teardown keeps going and reports all
                 errors.append(f"{name}: {e}")
         return errors
+
+    async def _retire_bridge(self, net: Network) -> list[str]:
+        try:
+            await self.links.retire_bridge(net.bridge, net.gateways())
+        except Exception as e:  # noqa: BLE001
+            return [f"{net.bridge}: {e}"]
+        return []
 
 
 def veth_limiters(ep: Endpoint, rates: Rates) -> list[Limiter]:

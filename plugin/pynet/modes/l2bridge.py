@@ -92,7 +92,7 @@ class L2BridgeMode(LanMode):
                 await self.links.delete_route(cidr, net.parent, table=table)
             except Exception as e:  # noqa: BLE001
                 errors.append(f"route {cidr} (table {table}): {e}")
-        return errors + await self._delete_links(await self.parent_to_delete(net, others))
+        return errors + await self._retire(await self.parent_to_delete(net, others))
 
     async def _ensure_host_side(self, net: Network, ep: Endpoint) -> None:
         self.sysctl(f"/proc/sys/net/ipv4/conf/{ep.host_if}/proxy_arp", "1")
@@ -142,7 +142,7 @@ class L2BridgeMode(LanMode):
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
         # The veth's routes go with it; the rule (by name) and the proxy entry (on parent) do not.
         errors = await self._forget_host_side(net, ep) + await self.unlimit(net, ep)
-        return errors + await self._delete_links([ep.host_if])
+        return errors + await self._retire([ep.host_if], peer=ep.peer_if)
 
     def limiters(self, net: Network, ep: Endpoint, rates: Rates) -> list[Limiter]:
         """The routed veth is the container's only way in and out (LAN, host, other containers):

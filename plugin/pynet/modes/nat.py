@@ -86,7 +86,7 @@ class NatMode(Mode):
         self.sysctl(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "1")
 
     async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
-        return await self._delete_links([net.bridge])
+        return await self._retire_bridge(net)
 
     async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
         if await self.links.ensure_veth(ep.host_if, ep.peer_if, ep.mac, net.mtu, net.bridge, self.alias(ep.id),
@@ -99,7 +99,7 @@ class NatMode(Mode):
 
     async def delete_endpoint(self, net: Network, ep: Endpoint) -> list[str]:
         # The TBF goes with the veth; the nftables policer on its name does not.
-        return await self.unlimit(net, ep) + await self._delete_links([ep.host_if, ep.peer_if])
+        return await self.unlimit(net, ep) + await self._retire([ep.host_if], peer=ep.peer_if)
 
     def limiters(self, net: Network, ep: Endpoint, rates: Rates) -> list[Limiter]:
         """Into the container: a TBF on the veth's host side (every path in: the bridge forwards

@@ -180,7 +180,7 @@ class OverlayMode(NatMode):
             undo.push("delete vxlan", self.links.delete, net.vxlan)
 
     async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
-        return await self._delete_links([net.vxlan, net.bridge])
+        return await self._retire([net.vxlan]) + await self._retire_bridge(net)
 
     async def announce(self, net: Network, ep) -> None:
         if ep.ipv4:

@@ -89,7 +89,7 @@ class TransparentMode(LanMode):
             await self._ensure_routes(net, net.endpoints.values())
 
     async def delete_network(self, net: Network, others: list[Network]) -> list[str]:
-        return await self._delete_links([net.shim] + await self.parent_to_delete(net, others))
+        return await self._retire([net.shim] + await self.parent_to_delete(net, others))
 
     async def ensure_endpoint(self, net: Network, ep: Endpoint, undo) -> None:
         if await self.links.ensure_macvlan(ep.peer_if, net.parent, ep.mac, net.macvlan_mode, net.mtu,
@@ -133,4 +133,4 @@ class TransparentMode(LanMode):
                     await self.links.delete_route(cidr, net.shim)
                 except Exception as e:  # noqa: BLE001
                     errors.append(f"route {cidr}: {e}")
-        return errors + await self._delete_links([ep.peer_if])
+        return errors + await self._retire([ep.peer_if])
