@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import engine
+import pytest
 import stale
 from lib import DOCKER, DRIVER, NS_PREFIX, PREFIX, TABLE, TAG, links_with_prefix, sh
 

@@ -174,7 +174,7 @@ def _docker(alive: set[str]) -> list[str]:
 class _Yes(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: nothing holds a handler thread open
 
-    def do_POST(self):  # noqa: N802 (http.server's name)
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         reply = {"/Plugin.Activate": {"Implements": ["NetworkDriver"]},
                  "/NetworkDriver.GetCapabilities": {"Scope": "local", "ConnectivityScope": "local"}}
