@@ -1,4 +1,4 @@
-"""`pynet` command line: serve, ls, inspect, ports, port, limit, leases, stats, reconcile, doctor."""
+"""`pynet` command line: serve, ls, inspect, ports, port, limit, leases, stats, reconcile, state, doctor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 
-from . import client, config
+from . import client, config, state_cli
 from .errors import PynetError
 
 
@@ -191,6 +191,10 @@ def _reconcile(args) -> int:
     return 1 if report.get("errors") else 0
 
 
+def _state(args) -> int:
+    return state_cli.run(args, _resolve)
+
+
 def _doctor(args) -> int:
     from . import doctor
 
@@ -271,6 +275,7 @@ def main(argv=None) -> int:
     s.add_argument("--net", help="which pynet network, when the container is on several")
     s.add_argument(*json_flag[0], **json_flag[1])
     s.set_defaults(fn=_limit)
+    state_cli.add_parser(sub, _state)
     s = sub.add_parser("port", help="open or close ports on a running container")
     psub = s.add_subparsers(dest="cmd_port", required=True)
     for verb, text in (("add", "publish ports, like docker run -p"), ("rm", "close published ports")):

@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+import statedb
 from lib import PREFIX, TABLE, Daemon, Netns, links_with_prefix
 
 SLOW = os.environ.get("PYNET_SLOW") == "1"
@@ -819,8 +820,8 @@ def test_after_the_fuzz_nothing_is_left(fz, capsys):
     assert fz.nft_elements() == [], fz.nft_elements()
     rules = fz.ns.run("ip", "rule", "show").stdout
     assert f"{L2B_RULE_PRIORITY}:" not in rules, rules  # l2bridge's per-network policy rules
-    st_dir = os.path.join(fz.d.state_dir, "networks")
-    assert not os.path.isdir(st_dir) or [f for f in os.listdir(st_dir) if f.endswith(".json")] == []
+    time.sleep(0.3)  # the deferred deletes (core/state.py: PURGE_DELAY)
+    assert statedb.network_ids(fz.d.state_dir) == []
     status, doc = fz.send("/pynet/v1/status", method="GET")
     assert status == 200 and doc["leftovers_now"] == [] and doc["endpoints"] == 0, doc
     total = sum(CASES.values())

@@ -26,10 +26,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import statedb  # noqa: F401 -- also puts plugin/ on sys.path
 from lib import PREFIX, PYNET, TABLE, TAG, Daemon, Netns, links_with_prefix, sh, wait_for
+from pynet.kernel.reaper import RETIRED_GROUP
 
 PEER_SERVER = str(Path(__file__).resolve().parents[1] / "peer_server.py")
 UPLINK_HOST = "192.0.2.1"  # the host namespace's "LAN" address
@@ -264,10 +267,23 @@ class Host:
         assert self.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": ctr.net_id, "EndpointID": ctr.ep_id}) == {}
 
     # ------------------------------------------------------------ kernel views (inside the host namespace)
+    def reaped(self, timeout: float = 6.0) -> None:
+        """Links the daemon retired (down, in their netdev group) unregistered: the reaper does it in the
+        background, within MAX_WAIT (kernel/reaper.py) of a DeleteEndpoint/DeleteNetwork."""
+        deadline = time.monotonic() + timeout
+        while True:
+            p = sh("ip", "-n", self.ns.name, "-br", "link", "show", "group", str(RETIRED_GROUP), check=False)
+            if not p.stdout.strip() or time.monotonic() > deadline:
+                assert not p.stdout.strip(), f"retired links never unregistered:\n{p.stdout}"
+                return
+            time.sleep(0.05)
+
     def links(self) -> list[str]:
+        self.reaped()
         return sorted(links_with_prefix(PREFIX, self.ns.name))
 
     def link(self, name: str) -> dict | None:
+        self.reaped()
         p = sh("ip", "-n", self.ns.name, "-j", "-d", "link", "show", "dev", name, check=False)
         return json.loads(p.stdout)[0] if p.returncode == 0 else None
 
@@ -305,9 +321,11 @@ class Host:
     def sysctl(self, key: str) -> str:
         return self.ns.run("cat", "/proc/sys/" + key.replace(".", "/")).stdout.strip()
 
-    def state_files(self) -> list[str]:
-        d = Path(self.daemon.state_dir) / "networks"
-        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+    def state_ids(self) -> list[str]:
+        """The networks in the daemon's state database (read from outside, as an operator would); after
+        the deferred deletes of a DeleteNetwork/DeleteEndpoint (core/state.py: PURGE_DELAY) went."""
+        time.sleep(0.3)
+        return statedb.network_ids(self.daemon.state_dir)
 
     # ------------------------------------------------------------ a LAN client over a veth
     def lan_client(self) -> Netns:

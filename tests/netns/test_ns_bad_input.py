@@ -31,7 +31,7 @@ def test_invalid_network_options_are_refused_before_any_change(host, subtests):
             err = host.err("/NetworkDriver.CreateNetwork", body)
             for w in words:
                 assert w in err, err
-    assert host.links() == [] and host.networks() == {} and host.state_files() == []
+    assert host.links() == [] and host.networks() == {} and host.state_ids() == []
 
 
 def test_overlapping_subnets_are_refused_naming_the_other(host):
@@ -45,7 +45,7 @@ def test_overlapping_subnets_are_refused_naming_the_other(host):
                                                                 gateway="192.0.2.126/25"))
     assert "overlaps" in err and UPLINK_IF in err
     assert host.links() == before and list(host.networks()) == [first.id]
-    assert host.state_files() == [f"{first.id}.json"]
+    assert host.state_ids() == [first.id]
     assert host.nft_elements("bridges") == [first.bridge]
 
 
@@ -119,7 +119,7 @@ def test_multicast_subnet_refused_and_nothing_left(host):
     # now the options refuse it first, and ensure_bridge deletes a bridge it made if a later step fails.
     err = host.err("/NetworkDriver.CreateNetwork", network_body(new_id(), 89, v6="ff05::/64"))
     assert "ff05::/64 is a multicast" in err
-    assert host.networks() == {} and host.state_files() == []
+    assert host.networks() == {} and host.state_ids() == []
     # The user fixes the IPv6 subnet and keeps the IPv4 one: that must work.
     status, doc = host.call("/NetworkDriver.CreateNetwork", network_body(new_id(), 89, v6="fd00:89::/64"))
     assert status == 200, doc

@@ -12,6 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import statedb
 from lib import TAG, sh
 from nslib import UPLINK_CLIENT, UPLINK_HOST, fetch, new_id, portmap, until
 
@@ -50,9 +51,8 @@ def test_damaged_state_file_never_costs_the_network_and_stays_reported(host):
     web.serve(8000)
     assert pec(host, web, portmap((8000, 18910)))[0] == 200
     assert fetch(f"http://{UPLINK_HOST}:18910/", lan.name) == UPLINK_CLIENT
-    state = Path(host.daemon.state_dir) / "networks" / f"{net.id}.json"
-    good = state.read_bytes()
-    state.write_bytes(good[: len(good) // 2])  # truncated
+    good = host.get(f"/pynet/v1/state/{net.id}")  # `pynet state export`: the operator's backup
+    statedb.damage(host.daemon.state_dir, net.id, "endpoints", "truncate")
     before = host.links()
 
     def intact():
@@ -73,13 +73,15 @@ def test_damaged_state_file_never_costs_the_network_and_stays_reported(host):
     assert status_code != 200 and "damaged" in doc["Err"] and "pynet doctor" in doc["Err"]
     assert host.call("/pynet/v1/reconcile", {})[0] == 200  # what doctor recommends: still harmless
     intact()
-    # The operator restores the file (README: "A damaged state file"): the network is back.
-    aside = [p for p in state.parent.iterdir() if ".corrupt-" in p.name]
-    assert len(aside) == 1
-    state.write_bytes(good)
-    aside[0].unlink()
-    assert host.call("/pynet/v1/reconcile", {})[0] == 200
+    # The operator restores it (README: "A damaged state record", `pynet state restore`): the network is back.
+    assert [n for n, _why in statedb.aside(host.daemon.state_dir)] == [net.id]
+    assert "damaged" in host.get(f"/pynet/v1/state/{net.id[:12]}")  # `pynet state export` of the damaged records
+    code, doc = host.call("/pynet/v1/state/restore", dict(good, sha256="0" * 64))
+    assert code != 200 and "checksum" in doc["Err"]
+    code, doc = host.call("/pynet/v1/state/restore", good)
+    assert code == 200 and doc["network"] == net.id and not doc["reconcile"]["errors"], doc
     assert net.id in host.networks() and status(host)["state_problems"] == []
+    assert statedb.aside(host.daemon.state_dir) == []
     assert [b["host_port"] for b in host.get("/pynet/v1/ports")] == [18910]
     assert fetch(f"http://{UPLINK_HOST}:18910/", lan.name) == UPLINK_CLIENT
 
@@ -88,16 +90,14 @@ def test_damaged_state_file_removed_by_the_operator_cleans_up(host):
     _fake_docker_firewall(host)
     net = host.create_network(92)
     host.run_container(net, 2)
-    state = Path(host.daemon.state_dir) / "networks" / f"{net.id}.json"
-    state.write_text("{not json")
+    statedb.damage(host.daemon.state_dir, net.id, "networks", "garbage")
     restart(host)
     assert host.links() and status(host)["state_problems"]
     # The operator gives the network up: `docker network rm` (pynet answers it as already gone)...
     assert host.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net.id}) == {}
-    assert host.links()  # ...nothing is touched while the file is there
-    for p in state.parent.iterdir():
-        if ".corrupt-" in p.name:
-            p.unlink()
+    assert host.links()  # ...nothing is touched while its records are kept aside
+    code, doc = host.call("/pynet/v1/state/forget", {"network": net.id[:12]})  # `pynet state forget`
+    assert code == 200 and doc["network"] == net.id, doc
     assert host.call("/pynet/v1/reconcile", {})[0] == 200
     assert host.links() == [] and status(host)["state_problems"] == []
     assert host.nft_elements("bridges") == []
@@ -119,8 +119,7 @@ def test_full_disk_fails_the_call_and_keeps_the_last_good_state(host):
         net = host.create_network(93)
         web = host.run_container(net, 2)
         web.serve(8000)
-        state = Path(mnt) / "networks" / f"{net.id}.json"
-        good = state.read_bytes()
+        good = statedb.network(mnt, net.id)
         free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
         with open(Path(mnt) / "filler", "wb") as fh:
             fh.write(b"\0" * (free - 8192))  # ~8 KiB left: less than the state with 200 more ports
@@ -128,10 +127,9 @@ def test_full_disk_fails_the_call_and_keeps_the_last_good_state(host):
                 for i in range(200)]
         code, doc = pec(host, web, maps)
         assert code != 200 and "free space" in doc["Err"], doc
-        assert state.read_bytes() == good  # the last good file, whole
+        assert statedb.network(mnt, net.id) == good  # the last good state, whole
         assert host.nft_elements("pubany4") == [] and host.get("/pynet/v1/ports") == []
         assert fetch(f"http://{UPLINK_HOST}:19000/", lan.name, timeout=1) is None
-        assert not [p for p in (Path(mnt) / "networks").iterdir() if ".tmp" in p.name]
         restart(host)
         assert net.id in host.networks() and status(host)["state_problems"] == []
         os.unlink(Path(mnt) / "filler")

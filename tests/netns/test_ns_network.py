@@ -31,13 +31,13 @@ def test_create_nat_network_makes_bridge_with_gateway_and_delete_removes_it(host
     # The namespace routes for containers and lets 127.0.0.1 reach published ports.
     assert host.sysctl("net.ipv4.ip_forward") == "1"
     assert host.sysctl(f"net.ipv4.conf.{bridge}.route_localnet") == "1"
-    assert host.state_files() == [f"{net_id}.json"]  # persisted before the answer
+    assert host.state_ids() == [net_id]  # persisted before the answer
 
     assert host.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net_id}) == {}
     assert host.link(bridge) is None
     assert host.links() == []
     assert host.networks() == {}
-    assert host.state_files() == []
+    assert host.state_ids() == []
     # Deleting what is already gone succeeds (Docker repeats deletes at start-up).
     assert host.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net_id}) == {}
     assert host.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": new_id()}) == {}

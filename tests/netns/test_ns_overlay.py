@@ -105,7 +105,7 @@ def test_overlay_across_two_nodes(nodes):
     for h, ctr in ((hosts[1], a), (hosts[2], b)):
         h.remove_container(ctr)
         h.delete_network(net)
-        assert h.links() == [] and h.state_files() == []
+        assert h.links() == [] and h.state_ids() == []
         elems = h.nft("-j", "list", "set", "bridge", TABLE, "ov_gwmac").stdout
         assert not [x for x in json.loads(elems)["nftables"] if x.get("set", {}).get("elem")]
     hosts[1].ok("/NetworkDriver.FreeNetwork", {"NetworkID": SWARM_ID})

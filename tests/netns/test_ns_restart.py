@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
+import statedb
 from lib import PREFIX, PYNET, TABLE, Netns
 from nslib import Container, addr, pynet_cli, until
 
@@ -131,12 +131,11 @@ def test_corrupt_state_file_is_reported_and_kept_aside(host):
     good = host.create_network(58)
     bad = host.create_network(59)
     host.daemon.kill9()
-    path = Path(host.daemon.state_dir) / "networks" / f"{bad.id}.json"
-    path.write_bytes(path.read_bytes()[:40])  # a torn write the atomic rename should never allow
+    statedb.damage(host.daemon.state_dir, bad.id, "networks", "truncate")  # what a failing disk would do
     host.daemon.start()
     status = host.get("/pynet/v1/status")
-    assert len(status["state_problems"]) == 1 and bad.id in status["state_problems"][0]
-    assert [f for f in host.state_files() if f.startswith(f"{bad.id}.json.corrupt-")]  # never silently dropped
+    assert len(status["state_problems"]) == 1 and bad.id[:12] in status["state_problems"][0]
+    assert [n for n, _why in statedb.aside(host.daemon.state_dir)] == [bad.id]  # never silently dropped
     assert list(host.networks()) == [good.id]
     assert host.link(good.bridge) is not None
 
@@ -152,8 +151,7 @@ def test_corrupt_state_file_does_not_cut_its_live_containers_off(host):
     a = host.run_container(bad, 2)
     b = host.run_container(bad, 3)
     host.daemon.kill9()
-    path = Path(host.daemon.state_dir) / "networks" / f"{bad.id}.json"
-    path.write_bytes(path.read_bytes()[:40])
+    statedb.damage(host.daemon.state_dir, bad.id, "networks", "truncate")
     host.daemon.start()
     assert host.get("/pynet/v1/status")["state_problems"]
     assert host.get("/pynet/v1/status")["leftovers_removed_at_start"] == []

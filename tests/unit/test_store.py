@@ -314,3 +314,54 @@ def test_checkpoint_and_close(store, state):
     assert not os.path.exists(os.path.join(state, "state.db-wal")) or \
         os.path.getsize(os.path.join(state, "state.db-wal")) == 0
     assert reopen(state).load_all()[ID_A].mtu == 1404
+
+
+# ---------------------------------------------------------------- kill -9 in the middle of saves
+
+_SAVER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from pynet.model import Binding
+from pynet.store import Store
+import test_store
+store = Store(sys.argv[1])
+net = test_store.sample()
+store.save(net)
+print("ready", flush=True)
+i = 0
+while True:  # every save rewrites endpoint 1 whole with n bindings, n = 1..400, and the MTU to match
+    i = i % 400 + 1
+    ep = net.endpoints[test_store.EP_1]
+    ep.bindings = [Binding("tcp", 4, "", 20000 + k, "172.30.0.2", 80) for k in range(i)]
+    net.mtu = 1000 + i
+    store.save(net, ep)
+"""
+
+
+def test_kill_9_during_saves_keeps_a_whole_state(state):
+    """A SIGKILL at any moment of a save leaves the last committed state, whole: never half a change."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    for delay in (0.05, 0.13, 0.31):
+        p = subprocess.Popen([sys.executable, "-c", _SAVER, state, str(here.parents[1] / "plugin")],
+                             cwd=here, env=dict(os.environ, PYTHONPATH=f"{here}:{here.parent}"),
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline().strip() == "ready"
+            time.sleep(delay)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            p.stdout.close()
+        again = reopen(state)
+        nets = again.load_all()
+        assert again.problems == [] and list(nets) == [ID_A]
+        net = nets[ID_A]
+        n = len(net.endpoints[EP_1].bindings)
+        assert n == 2 and net.mtu == 1400 or net.mtu == 1000 + n  # one transaction: both or neither
+        again.close()

@@ -8,8 +8,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..core import views
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NotFound
 from ..model import to_dict
+from ..store import export_network
 from . import wire
 from .protocol import read_body
 
@@ -80,6 +81,37 @@ class Control:
         return _json(await self.d.limits.set(wire.endpoint_ref(body), settings))
 
 
+    # README "A damaged state record": the operator's three actions
+    async def state_export(self, request):
+        """A network's state as a file: a damaged one's records (and what still reads), or a live one's."""
+        ref, store = request.match_info["ref"], self.d.state.store
+        damaged = _pick(ref, list(store.damaged), "damaged")
+        if damaged:
+            return _json(store.export_aside(damaged))
+        return _json(export_network(self.d.state.find(ref)))
+
+    async def state_restore(self, request):
+        net = self.d.state.store.restore(await read_body(request), live=set(self.d.state.nets))
+        return _json({"network": net.id, "reconcile": await self.d.reconciler.reconcile()})
+
+    async def state_forget(self, request):
+        ref = (await read_body(request)).get("network")
+        if not isinstance(ref, str) or not ref:
+            raise InvalidRequest("network must be the ID (or a prefix of it) of a network whose state is kept aside")
+        net_id = _pick(ref, list(self.d.state.store.damaged), "damaged")
+        if not net_id:
+            raise NotFound(f"no damaged state is kept for a network {ref!r}")
+        return _json({"network": net_id, "records": self.d.state.store.forget(net_id)})
+
+
+def _pick(ref: str, ids: list[str], what: str) -> str:
+    """The one ID that ref is (a prefix of), or ""; more than one is refused."""
+    hits = [i for i in ids if i.startswith(ref)] if len(ref) >= 4 else [i for i in ids if i == ref]
+    if len(hits) > 1:
+        raise InvalidRequest(f"{ref!r} is a prefix of several {what} networks: give more of the ID")
+    return hits[0] if hits else ""
+
+
 def _port_args(body: dict) -> tuple[wire.EndpointRef, list[str]]:
     specs = body.get("ports")
     if not isinstance(specs, list) or not specs or not all(isinstance(x, str) for x in specs):
@@ -100,4 +132,7 @@ def routes(driver, cfg) -> list[web.RouteDef]:
         web.get("/pynet/v1/networks/{ref}", c.network),
         web.get("/pynet/v1/status", c.status),
         web.post("/pynet/v1/reconcile", c.reconcile),
+        web.get("/pynet/v1/state/{ref}", c.state_export),
+        web.post("/pynet/v1/state/restore", c.state_restore),
+        web.post("/pynet/v1/state/forget", c.state_forget),
     ]
