@@ -165,7 +165,31 @@ def free_socket_path() -> str:
     return f"/run/docker/plugins/{DRIVER}.sock"
 
 
+RETIRED_GROUP = 0x504E5A  # plugin/pynet/kernel/reaper.py: links a DeleteEndpoint/DeleteNetwork took out of service
+
+
+def _named(out: str, prefix: str) -> list[str]:
+    return [n for n in (line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines()) if n.startswith(prefix)]
+
+
+def reaped(prefix: str = PREFIX, netns: str | None = None, timeout: float = 6.0) -> None:
+    """This daemon's retired links (down, in RETIRED_GROUP) unregistered: its reaper does that in the
+    background, within MAX_WAIT (2 s) of the call; other sessions' retired links are not waited for."""
+    cmd = ["ip", "-o", "link", "show", "group", str(RETIRED_GROUP)]
+    if netns is not None:
+        cmd[1:1] = ["-n", netns]
+    deadline = time.monotonic() + timeout
+    while True:
+        left = _named(sh(*cmd, check=False).stdout, prefix)
+        if not left or time.monotonic() > deadline:
+            assert not left, f"retired links never unregistered: {left}"
+            return
+        time.sleep(0.05)
+
+
 def links_with_prefix(prefix: str = PREFIX, netns: str | None = None) -> list[str]:
+    """After the reaper: a link retired by a delete is gone for every check (it carries nothing meanwhile)."""
+    reaped(prefix, netns)
     cmd = ["ip", "-o", "link", "show"] if netns is None else ["ip", "-n", netns, "-o", "link", "show"]
     out = sh(*cmd, check=False).stdout
     names = []

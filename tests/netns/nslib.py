@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import statedb  # noqa: F401 -- also puts plugin/ on sys.path
-from lib import PREFIX, PYNET, TABLE, TAG, Daemon, Netns, links_with_prefix, sh, wait_for
-from pynet.kernel.reaper import RETIRED_GROUP
+from lib import PREFIX, PYNET, TABLE, TAG, Daemon, Netns, links_with_prefix, reaped, sh, wait_for
 
 PEER_SERVER = str(Path(__file__).resolve().parents[1] / "peer_server.py")
 UPLINK_HOST = "192.0.2.1"  # the host namespace's "LAN" address
@@ -267,23 +266,11 @@ class Host:
         assert self.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": ctr.net_id, "EndpointID": ctr.ep_id}) == {}
 
     # ------------------------------------------------------------ kernel views (inside the host namespace)
-    def reaped(self, timeout: float = 6.0) -> None:
-        """Links the daemon retired (down, in their netdev group) unregistered: the reaper does it in the
-        background, within MAX_WAIT (kernel/reaper.py) of a DeleteEndpoint/DeleteNetwork."""
-        deadline = time.monotonic() + timeout
-        while True:
-            p = sh("ip", "-n", self.ns.name, "-br", "link", "show", "group", str(RETIRED_GROUP), check=False)
-            if not p.stdout.strip() or time.monotonic() > deadline:
-                assert not p.stdout.strip(), f"retired links never unregistered:\n{p.stdout}"
-                return
-            time.sleep(0.05)
-
     def links(self) -> list[str]:
-        self.reaped()
         return sorted(links_with_prefix(PREFIX, self.ns.name))
 
     def link(self, name: str) -> dict | None:
-        self.reaped()
+        reaped(PREFIX, self.ns.name)  # a retired link is unregistered within MAX_WAIT (kernel/reaper.py)
         p = sh("ip", "-n", self.ns.name, "-j", "-d", "link", "show", "dev", name, check=False)
         return json.loads(p.stdout)[0] if p.returncode == 0 else None
 
