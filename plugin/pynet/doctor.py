@@ -181,9 +181,8 @@ def checks(sock: str | None) -> list[tuple[str, str, str]]:
         out.append((FAIL, "nftables table", f"inet {st['table']} is missing; pynet rebuilds it within seconds: "
                                             "if this stays, see pynet's log"))
     for problem in st["state_problems"]:
-        out.append((FAIL, "state", problem + ". To keep the network: put a good copy back as the file's "
-                                             "original name; to give it up: `docker network rm` it and delete "
-                                             "the file; then `pynet reconcile` (README: A damaged state file)"))
+        out.append((FAIL, "state", problem + " (README: A damaged state record; `pynet state export` shows "
+                                             "what is kept)"))
     if st.get("state_moved"):
         out.append((FAIL, "state", st["state_moved"]))
     for problem in st.get("drift", []):

@@ -156,3 +156,39 @@ def test_corrupt_state_file_does_not_cut_its_live_containers_off(host):
     assert host.get("/pynet/v1/status")["state_problems"]
     assert host.get("/pynet/v1/status")["leftovers_removed_at_start"] == []
     assert a.ping(b.ip, wait=1)
+
+
+def test_state_of_an_earlier_pynet_is_imported_and_its_containers_keep_running(host):
+    """An upgrade: the JSON files of pynet before its database (networks/<id>.json, ipam.json) are imported
+    at the first start, kernel and containers untouched, and the old files kept (moved, never deleted)."""
+    import os
+    from pathlib import Path
+
+    net = host.create_network(61)
+    a = host.run_container(net, 2)
+    b = host.run_container(net, 3)
+    doc = host.get(f"/pynet/v1/state/{net.id}")  # the old file format, checksum included
+    links = host.links()
+    host.daemon.kill9()
+    state = Path(host.daemon.state_dir)
+    for p in state.glob("state.db*"):
+        p.unlink()
+    (state / "networks").mkdir()
+    (state / "networks" / f"{net.id}.json").write_text(json.dumps(doc, sort_keys=True, indent=1))
+    (state / "networks" / f"{'e' * 64}.json").write_text('{"version": 1, "network": {"id": "tru')  # a damaged one
+    host.daemon.start()
+    assert list(host.networks()) == [net.id] and host.networks()[net.id]["endpoints"] == 2
+    assert host.links() == links and host.get("/pynet/v1/status")["leftovers_removed_at_start"] == []
+    assert a.ping(b.ip)
+    problems = host.get("/pynet/v1/status")["state_problems"]
+    assert len(problems) == 1 and "e" * 12 in problems[0]  # imported as damaged, reported, not dropped
+    moved = [p for p in os.listdir(state) if p.startswith("migrated-")]
+    assert len(moved) == 1 and (state / moved[0] / "networks" / f"{net.id}.json").exists()
+    assert not (state / "networks").exists()
+    assert host.call("/pynet/v1/state/forget", {"network": "e" * 64})[0] == 200
+    c = host.run_container(net, 4)  # the imported network serves calls
+    assert c.ping(a.ip)
+    host.daemon.kill9()
+    host.daemon.start()  # a second start imports nothing again
+    assert list(host.networks()) == [net.id] and host.get("/pynet/v1/status")["state_problems"] == []
+    assert len([p for p in os.listdir(state) if p.startswith("migrated-")]) == 1

@@ -136,10 +136,10 @@ class Live:
         yield ports
 
     def _daemon(self):
-        yield GaugeMetricFamily("pynet_state_damaged_files", "State files set aside as damaged (see `pynet "
-                                "doctor`): their networks' calls fail until restored or removed",
+        yield GaugeMetricFamily("pynet_state_damaged_files", "Networks (and whole state databases) set aside "
+                                "as damaged (see `pynet doctor`): their calls fail until restored or forgotten",
                                 value=self.s.damaged_state_files)
-        yield CounterMetricFamily("pynet_state_save_failures", "State files that could not be written (the call "
+        yield CounterMetricFamily("pynet_state_save_failures", "State writes that could not be made (the call "
                                   "failed and was undone), since pynet started", value=self.s.save_failures)
         errors = GaugeMetricFamily("pynet_scrape_error", "1 when this scrape could not read a source (links, "
                                    "nft): its metrics are missing", labels=["source"])

@@ -149,5 +149,5 @@ class Stats:
                                                     lease.expires, lease.renewals))
         snap.drops = dict(counters.drops)
         snap.renewal_failures = self.leases.renewal_failures
-        snap.damaged_state_files = len(self.state.store.damaged)
+        snap.damaged_state_files = len(self.state.store.damaged) + len(self.state.store.broken)
         snap.save_failures = self.state.save_failures
