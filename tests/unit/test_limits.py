@@ -4,8 +4,6 @@ that nothing is asked for an unlimited endpoint, nothing is left after removal."
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import statedb

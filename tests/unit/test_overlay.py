@@ -7,8 +7,6 @@ shared gateway and MAC, a vxlan port on the underlay, the gateway kept off the v
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import statedb

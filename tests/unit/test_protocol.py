@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 import statedb
