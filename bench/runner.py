@@ -185,8 +185,7 @@ class Bench:
     def _cleanup_daemon_networks(self, found: list[str]) -> None:
         """Networks the daemon still has (made by protocol calls, or Docker's are gone): deleted through it."""
         try:
-            if not self.d.alive() and os.path.isdir(os.path.join(STATE_DIR, "networks")) and \
-                    os.listdir(os.path.join(STATE_DIR, "networks")):
+            if not self.d.alive() and os.path.exists(os.path.join(STATE_DIR, "state.db")):  # plugin/pynet/store/
                 self.d.start()
             if self.d.alive():
                 for n in self.d.ok("/pynet/v1/networks", method="GET"):
