@@ -351,7 +351,7 @@ def test_pynet_lan_mode_across_nodes(bed, mode):
         bed.docker(1, "service", "update", "-d", "--replicas-max-per-node", "2", svc)
         bed.docker(1, "node", "update", "--availability", "drain", f"{NAME}-n2")
         tasks = bed.converge(svc, lambda c: c[2] == 0 and sum(c.values()) == n, net)
-        wait_for(lambda: not bed.pynet_left(2), timeout=30, what="node 2 drained: nothing of pynet left")
+        wait_for(lambda: empty(bed.pynet_left(2)), timeout=30, what="node 2 drained: nothing of pynet left")
         for _, cid, ip in tasks:
             assert bed.client_ping(ip) and PAGE in bed.client_fetch(ip)
         bed.docker(1, "node", "update", "--availability", "active", f"{NAME}-n2")
@@ -362,7 +362,7 @@ def test_pynet_lan_mode_across_nodes(bed, mode):
         bed.docker(1, "node", "update", "--availability", "active", f"{NAME}-n2", check=False)
         bed.remove(services=[svc], swarm_nets=[net], config_nets=[cfg])
     for node in NODES:
-        wait_for(lambda: not bed.pynet_left(node), timeout=30, what=f"node {node}: nothing of pynet left")
+        wait_for(lambda: empty(bed.pynet_left(node)), timeout=30, what=f"node {node}: nothing of pynet left")
 
 
 def test_pynet_service_discovery_across_nodes(bed):
@@ -404,6 +404,13 @@ def overlay_network(bed, name: str, *opts: str) -> None:
     p = bed.docker(1, "network", "create", "-d", OV_DRIVER, "--scope", "swarm", "--attachable", "--subnet", OV_SUBNET,
                    *opts, name, check=False)
     assert p.returncode == 0, p.stderr
+
+
+def empty(left: list) -> bool:
+    """For wait_for: True when nothing is left; otherwise what is left becomes the timeout's message."""
+    if left:
+        raise AssertionError(f"left: {left}")
+    return True
 
 
 def overlay_left(bed, node: int) -> list[str]:
@@ -481,7 +488,7 @@ def test_pynet_overlay_across_nodes(bed):
         (node, cid, ip), = bed.converge(rsvc, lambda c: sum(c.values()) == 1, net)
         for n in NODES:
             if n != node:
-                wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1,
+                wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1,
                          what=f"node {n} without tasks: nothing of the overlay left")
         assert bed.texec(node, cid, f"ping -c1 -W2 {ROUTER}").returncode == 0
     finally:
@@ -489,7 +496,7 @@ def test_pynet_overlay_across_nodes(bed):
         server.communicate()
         bed.remove(services=[svc, rsvc], swarm_nets=[net])
     for n in NODES:
-        wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
+        wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
 
 
 def test_pynet_overlay_refusals(bed):
@@ -597,7 +604,7 @@ def test_pynet_overlay_plugin_upgrade_one_node(bed):
         shutil.rmtree(ROOT / "build/plugin-v2", ignore_errors=True)
         bed.remove(services=[svc], swarm_nets=[net])
     for n in NODES:
-        wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
+        wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
 
 
 def test_swarm_leave_leaves_nothing(bed):
@@ -611,7 +618,7 @@ def test_swarm_leave_leaves_nothing(bed):
         bed.converge(svc, EACH, net)
         assert overlay_left(bed, 3), "node 3 has the network before it leaves"
         bed.docker(3, "swarm", "leave", timeout=120)
-        wait_for(lambda: not overlay_left(bed, 3) and not bed.pynet_left(3), timeout=60, interval=1,
+        wait_for(lambda: empty(overlay_left(bed, 3) + bed.pynet_left(3)), timeout=60, interval=1,
                  what="node 3 left the swarm: nothing of pynet (either alias) left on it")
         left = [line for line in sh("ip", "-n", bed.ns(3), "-d", "link", "show").stdout.splitlines() if "vxlan" in line]
         assert not left, left
@@ -621,4 +628,4 @@ def test_swarm_leave_leaves_nothing(bed):
         bed.remove(services=[svc], swarm_nets=[net])
         bed.rejoin(3)
     for n in NODES:
-        wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
+        wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
