@@ -120,7 +120,7 @@ def test_driver_opts_at_container_create(nets, ctrs, daemon):
     body = {"Image": IMAGE, "Cmd": ["sleep", "600"], "Labels": {"pynet-test": os.environ["PYNET_TEST_TAG"]},
             "HostConfig": {"NetworkMode": net},
             "NetworkingConfig": {"EndpointsConfig": {net: {"DriverOpts": {"egress_rate": "5mbit"}}}}}
-    status, doc = request("/var/run/docker.sock", "POST", f"/v1.41/containers/create?name={name}",
+    status, doc = request(engine.SOCKET, "POST", f"/v1.41/containers/create?name={name}",
                           json.dumps(body).encode(), {"Content-Type": "application/json"})
     assert status == 201, doc
     ctrs.made.append(name)
