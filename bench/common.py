@@ -105,8 +105,11 @@ def _docker_failed(args: tuple[str, ...], p: subprocess.CompletedProcess) -> Ben
 def wait_docker(timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subprocess.run([DOCKER, "info"], capture_output=True, timeout=60).returncode == 0:
-            return
+        try:
+            if subprocess.run([DOCKER, "info"], capture_output=True, timeout=60).returncode == 0:
+                return
+        except subprocess.TimeoutExpired:  # a dockerd still starting (or busy) may not answer in time
+            continue
         time.sleep(2)
     raise BenchError("dockerd does not answer")
 

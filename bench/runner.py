@@ -30,8 +30,11 @@ PARAMS = {
     "par_rounds": (2, 5),
     "par_n": (10, 10),
     "rate_secs": (1.0, 3.0),
+    "rate_conns": (32, 32),  # wrk -c: requests (each on a new connection) in flight
+    "rate_samples": (2, 3),  # samples a target at each publish of 1,000 / 10,000 other ports
     "rate_rounds0": (4, 5),
     "publish_reps": (1, 2),
+    "publish_reps_10k": (1, 1),  # section 7: 10,000 ports on each side (Docker's take minutes to publish)
     "iperf_secs": (1, 3),
     "iperf_rounds": (2, 3),
     "rec_endpoints": (100, 100),
@@ -132,9 +135,9 @@ class Bench:
         wait_docker(60)
         if docker("image", "inspect", IMAGE, check=False).returncode != 0:
             raise SystemExit(f"bench: image {IMAGE} is missing: run scripts/images.sh (make bench does)")
-        for tool in ("iperf3", "nsenter", "ss"):
+        for tool in ("iperf3", "wrk", "taskset", "nsenter", "ss"):
             if not shutil.which(tool):
-                raise SystemExit(f"bench: {tool} not found (scripts/bench-deps.sh installs iperf3)")
+                raise SystemExit(f"bench: {tool} not found (scripts/bench-deps.sh installs iperf3 and wrk)")
         route = sh("ip", "-4", "route", "get", "1.1.1.1", check=False).stdout.split()
         self.host_ip = route[route.index("src") + 1] if "src" in route else ""
         if not self.host_ip:
@@ -300,6 +303,7 @@ class Bench:
                 "docker": docker("version", "--format", "{{.Server.Version}}", check=False).stdout.strip(),
                 "python": platform.python_version(), "iperf3": sh("iperf3", "--version", check=False)
                 .stdout.splitlines()[0] if shutil.which("iperf3") else "",
+                "wrk": sh("wrk", "--version", check=False).stdout.split("[")[0].strip() if shutil.which("wrk") else "",
                 "pynet": f"{commit}{' + uncommitted changes under plugin/' if dirty else ''}",
                 "host_ip": self.host_ip}
 

@@ -1,15 +1,17 @@
 """Section 3: published ports. The new-connection rate through one published port with 0, 1,000 and
-10,000 other ports published, the time to publish and unpublish N ports, their memory; pynet vs
-Docker's bridge with its default userland proxy. Its servers and samplers serve section 7 too."""
+10,000 other ports published (wrk, bench/loadgen.py), the time to publish and unpublish N ports, their
+memory; pynet vs Docker's bridge with its default userland proxy. Its servers and samplers serve
+section 7 too."""
 
 from __future__ import annotations
 
-import json
+import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+import loadgen
 from common import (BR_NET, NAME, NAT_NET, PYNET, SOCK, BenchError, DockerDown, docker, docker_down, pss_kb,
                     rotated, sh, sleeper, timed_docker)
 from shared import NO_NAT, PUBLISH_HOW
@@ -24,16 +26,17 @@ FILL = f"{NAME}-fill"  # the container that publishes the other ports
 
 
 class Server(NamedTuple):
-    """A driver's connection server: its container, network, published port, and the range its
-    filler publishes for the 1,000-other-ports level."""
+    """A driver's connection server: its container, network, published port, and the ranges its
+    filler publishes for the 1,000- and 10,000-other-ports levels."""
     cname: str
     net: str
     port: int
     fill: str
+    fill10k: str
 
 
-SERVERS = {"pynet": Server(f"{NAME}-srvp", NAT_NET, 17080, "20000-20999"),
-           "docker": Server(f"{NAME}-srvd", BR_NET, 17081, "30000-30999")}
+SERVERS = {"pynet": Server(f"{NAME}-srvp", NAT_NET, 17080, "20000-20999", "20000-29999"),
+           "docker": Server(f"{NAME}-srvd", BR_NET, 17081, "30000-30999", "30000-39999")}
 
 
 # ---------------------------------------------------------------- helpers (sections 3 and 7)
@@ -55,8 +58,10 @@ def record(publish: dict, how: str, n: int | str, what: str, dt: float) -> None:
 
 
 def start_server(b: Bench, cname: str) -> subprocess.Popen:
+    """bench/connrate.py in the container's netns, pinned to the server's CPU (taskset and nsenter
+    exec: the Popen's pid is the server's)."""
     pid = b.cpid(cname)
-    p = b.spawn(["nsenter", "-t", pid, "-n", HOST_PY, CONNRATE, "serve", str(CPORT)],
+    p = b.spawn([*loadgen.server_prefix(), "nsenter", "-t", pid, "-n", HOST_PY, CONNRATE, "serve", str(CPORT)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline().strip()
     if line != "ready":
@@ -64,19 +69,23 @@ def start_server(b: Bench, cname: str) -> subprocess.Popen:
     return p
 
 
-def rate(b: Bench, host: str, port: int) -> dict:
-    out = sh(HOST_PY, CONNRATE, "client", host, str(port), str(b.p["rate_secs"]),
-             timeout=b.p["rate_secs"] + 60).stdout
-    return json.loads(out)
+def probe(host: str, port: int) -> str:
+    """One request to the connection server: "" when its answer came, else what went wrong."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = s.recv(64)
+        return "" if got.startswith(b"HTTP/1.1 200") else f"answer {got[:40]!r}"
+    except OSError as e:
+        return f"{e.__class__.__name__}: {e}"
 
 
 def wait_port(host: str, port: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    last = None
+    last = ""
     while time.monotonic() < deadline:
-        r = sh(HOST_PY, CONNRATE, "client", host, str(port), "0.05", timeout=30)
-        last = json.loads(r.stdout)
-        if last["ok"]:
+        last = probe(host, port)
+        if not last:
             return
         time.sleep(0.2)
     raise BenchError(f"{host}:{port} does not answer: {last}")
@@ -105,22 +114,84 @@ def proxy_mem_mb(lo: int, hi: int) -> tuple[int, float]:
 
 
 class Rates:
-    """rate[level][driver][target] -> connections/s, one sample a call of sample(); errors: the
-    failed connects. check(drv) runs before a sample with failed connects counts."""
+    """rate[level][driver][target] -> connections/s and cpu[level][driver][target] -> the CPU shares
+    (bench/loadgen.py), one sample a call of sample(); errors: the failed requests. check(drv) runs
+    before a sample with failed requests counts. servers[drv]: the running server's process."""
 
     def __init__(self, b: Bench, targets: dict[str, str], check: Callable[[str], None] | None = None):
         self.b, self.targets, self.check = b, targets, check
+        self.servers: dict[str, subprocess.Popen] = {}
         self.rate: dict = {}
+        self.cpu: dict = {}
         self.errors: list[str] = []
 
-    def sample(self, level: str, drv: str) -> None:
-        for tname, t in self.targets.items():
-            r = rate(self.b, t, SERVERS[drv].port)
-            if r["errors"] and self.check:
-                self.check(drv)
-            self.rate.setdefault(level, {}).setdefault(drv, {}).setdefault(tname, []).append(r["rate"])
-            if r["errors"]:
-                self.errors.append(f"{level} {drv} {tname}: {r['errors']} failed connects ({r['first_error']})")
+    def start(self, drv: str) -> None:
+        """drv's server (again: a new container is a new process)."""
+        self.stop(drv)
+        self.servers[drv] = start_server(self.b, SERVERS[drv].cname)
+
+    def stop(self, drv: str) -> None:
+        old = self.servers.pop(drv, None)
+        if old:
+            self.b.kill_child(old)
+
+    def one(self, level: str, drv: str, tname: str, host: str, port: int) -> None:
+        b = self.b
+        r = loadgen.run(host, port, b.p["rate_secs"], b.p["rate_conns"], self.servers[drv].pid)
+        if r["errors"] and self.check:
+            self.check(drv)
+        self.rate.setdefault(level, {}).setdefault(drv, {}).setdefault(tname, []).append(r["rate"])
+        self.cpu.setdefault(level, {}).setdefault(drv, {}).setdefault(tname, []).append(r["cpu"])
+        if r["errors"]:
+            self.errors.append(f"{level} {drv} {tname}: {r['errors']} failed requests of {r['requests']} "
+                               f"({', '.join(f'{k} {v}' for k, v in r['error_kinds'].items())})")
+
+    def sample(self, level: str, drv: str, times: int = 1) -> None:
+        for _ in range(times):
+            for tname, t in self.targets.items():
+                self.one(level, drv, tname, t, SERVERS[drv].port)
+
+    def result(self) -> dict:
+        """The rate part of a section's results."""
+        return {"rate": self.rate, "cpu": self.cpu, "errors": self.errors, "targets": self.targets,
+                "rate_secs": self.b.p["rate_secs"], "load": loadgen.describe(self.b.p["rate_conns"])}
+
+
+def republish_server(b: Bench, rates: Rates, drv: str) -> float:
+    """drv's server container run again, after the other ports: its port is the last one published
+    (the end of Docker's iptables chains; pynet's maps have no order). Returns its `docker run` seconds."""
+    s = SERVERS[drv]
+    rates.stop(drv)
+    timed_docker("rm", "-f", s.cname)
+    dt = run_server_container(drv)
+    rates.start(drv)
+    for t in rates.targets.values():
+        wait_port(t, s.port)
+    return dt
+
+
+def publish_10000(drv: str) -> tuple[str, list[str], float, str]:
+    """drv's 10,000 other ports in one `docker run -p`, or, for pynet where it refuses the one (its
+    max_body), as 2 × 5,000: (publish key suffix, the filler containers, seconds, a note or "")."""
+    s = SERVERS[drv]
+    t0 = time.perf_counter()
+    p = docker(*sleeper(FILL, s.net, "-p", f"{s.fill10k}:{s.fill10k}"), check=False, retry=False, timeout=7200)
+    one_run_s = time.perf_counter() - t0
+    if p.returncode == 0:
+        return "", [FILL], one_run_s, ""
+    if docker_down(p):
+        raise DockerDown(p.stderr.strip())
+    docker("rm", "-f", FILL, check=False)
+    msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
+    if drv != "pynet":
+        raise BenchError(f"docker run -p {s.fill10k} on Docker's bridge: {msg}")
+    note = (f"`docker run -p 20000-29999:20000-29999` (10,000 ports) on pynet fails: {msg} "
+            "(Docker sends the whole port map in one CreateEndpoint body, ~105 bytes a port; pynet's "
+            "default max_body is 1 MiB). The 10,000-port level is published as 2 containers × 5,000.")
+    dt = 0.0
+    for i, rng in enumerate(("20000-24999", "25000-29999")):
+        dt += timed_docker(*sleeper(f"{FILL}{i}", NAT_NET, "-p", f"{rng}:{rng}"))
+    return " (2×5,000)", [f"{FILL}0", f"{FILL}1"], dt, note
 
 
 # ---------------------------------------------------------------- section 3
@@ -130,7 +201,6 @@ class Ports:
     def __init__(self, b: Bench):
         self.b = b
         self.publish: dict = {}
-        self.procs: dict[str, subprocess.Popen] = {}
         self.rates = Rates(b, {"host IP": b.host_ip, "127.0.0.1": "127.0.0.1"}, self.alive)
         self.memory: dict = {}
         self.blocked: list[float] = []  # Activate round trips sent while `pynet port rm` of 10,000 ports runs
@@ -146,8 +216,8 @@ class Ports:
             raise BenchError(f"pynet shows {got} published ports{after}, expected {n}")
 
     def alive(self, drv: str) -> None:
-        """A sample with failed connects counts only if its server and container still run."""
-        cname, proc = SERVERS[drv].cname, self.procs[drv]
+        """A sample with failed requests counts only if its server and container still run."""
+        cname, proc = SERVERS[drv].cname, self.rates.servers[drv]
         running = docker("inspect", "-f", "{{.State.Running}}", cname, check=False).stdout.strip()
         if proc.poll() is not None or running != "true":
             raise DockerDown(f"the {drv} connection server (container {cname}) is gone: dockerd restarted?")
@@ -158,8 +228,8 @@ class Ports:
             docker("rm", "-f", s.cname, check=False)
         for drv in SERVERS:
             record(self.publish, PUBLISH_HOW[drv], 1, "add", run_server_container(drv))
-        for drv, s in SERVERS.items():
-            self.procs[drv] = start_server(self.b, s.cname)
+        for drv in SERVERS:
+            self.rates.start(drv)
         wait_ports(self.rates.targets)
 
     def rates_alone(self) -> None:
@@ -168,61 +238,39 @@ class Ports:
         for r in range(self.b.p["rate_rounds0"]):
             for drv in rotated(list(SERVERS), r):
                 self.rates.sample("0", drv)
-                rr = rate(self.b, direct[drv], CPORT)
-                if rr["errors"]:
-                    self.alive(drv)
-                self.rates.rate["0"][drv].setdefault(NO_NAT, []).append(rr["rate"])
+                self.rates.one("0", drv, NO_NAT, direct[drv], CPORT)
 
     def with_1000(self, drv: str) -> None:
-        """1,000 other ports (`docker run -p` of a range), drv's only: publish, sample, remove."""
+        """1,000 other ports (`docker run -p` of a range), drv's only: publish, the server's port
+        published again after them, sample, remove."""
         b = self.b
         rss0 = b.d.rss() if drv == "pynet" else 0
         record(self.publish, PUBLISH_HOW[drv], 1000, "add", run_filler(drv))
         if drv == "pynet":
             self.expect(1000)
-            wait_port(b.host_ip, SERVERS[drv].port)
             self.memory["pynet daemon memory growth, 1,000 ports (RSS, MiB)"] = (b.d.rss() - rss0) / 1024
         else:
             count, mb = proxy_mem_mb(30000, 30999)
             self.memory["docker-proxy processes, 1,000 ports"] = count
             self.memory["docker-proxy memory, 1,000 ports (summed PSS, MiB)"] = mb
-            wait_port(b.host_ip, SERVERS[drv].port)
-        self.rates.sample("1000", drv)
+        republish_server(b, self.rates, drv)
+        self.rates.sample("1000", drv, b.p["rate_samples"])
         record(self.publish, PUBLISH_HOW[drv], 1000, "rm", timed_docker("rm", "-f", FILL))
-
-    def publish_10000(self) -> tuple[str, list[str], float]:
-        """pynet's 10,000 other ports in one `docker run -p`, or as 2 × 5,000 where pynet refuses the
-        one (its max_body): (publish key, the filler containers, seconds)."""
-        t0 = time.perf_counter()
-        p = docker(*sleeper(FILL, NAT_NET, "-p", "20000-29999:20000-29999"), check=False, retry=False)
-        one_run_s = time.perf_counter() - t0
-        if p.returncode == 0:
-            return PUBLISH_HOW["pynet"], [FILL], one_run_s
-        if docker_down(p):
-            raise DockerDown(p.stderr.strip())
-        docker("rm", "-f", FILL, check=False)
-        msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
-        note = (f"`docker run -p 20000-29999:20000-29999` (10,000 ports) on pynet fails: {msg} "
-                "(Docker sends the whole port map in one CreateEndpoint body, ~105 bytes a port; pynet's "
-                "default max_body is 1 MiB). The 10,000-port level is published as 2 containers × 5,000.")
-        if note not in self.notes:
-            self.notes.append(note)
-        dt = 0.0
-        for i, rng in enumerate(("20000-24999", "25000-29999")):
-            dt += timed_docker(*sleeper(f"{FILL}{i}", NAT_NET, "-p", f"{rng}:{rng}"))
-        return "pynet docker run -p (2×5,000)", [f"{FILL}0", f"{FILL}1"], dt
 
     def with_10000(self, rep: int) -> None:
         """10,000 other ports: pynet only (Docker: 20,000 docker-proxy processes; see the report)."""
         b = self.b
         rss0 = b.d.rss()
-        how, fill, dt = self.publish_10000()
+        suffix, fill, dt, note = publish_10000("pynet")
+        if note and note not in self.notes:
+            self.notes.append(note)
+        how = PUBLISH_HOW["pynet"] + suffix
         record(self.publish, how, 10000, "add", dt)
         self.expect(10000)
         self.memory["pynet daemon memory growth, 10,000 ports (RSS, MiB)"] = (b.d.rss() - rss0) / 1024
         b.rss_mark(f"10,000 published ports (round {rep + 1})")
-        wait_port(b.host_ip, SERVERS["pynet"].port)
-        self.rates.sample("10000", "pynet")
+        republish_server(b, self.rates, "pynet")
+        self.rates.sample("10000", "pynet", b.p["rate_samples"])
         t0 = time.perf_counter()
         for c in fill:
             timed_docker("rm", "-f", c)
@@ -259,13 +307,13 @@ class Ports:
 
     def servers_down(self) -> None:
         self.b.kill_children()  # the connection servers, before their containers go
+        self.rates.servers.clear()
         for drv, s in SERVERS.items():
             record(self.publish, PUBLISH_HOW[drv], 1, "rm", timed_docker("rm", "-f", s.cname))
 
     def result(self) -> dict:
-        return {"rate": self.rates.rate, "publish": self.publish, "activate_during_rm_s": self.blocked,
-                "memory": self.memory, "notes": self.notes, "errors": self.rates.errors,
-                "targets": self.rates.targets, "rate_secs": self.b.p["rate_secs"]}
+        return {**self.rates.result(), "publish": self.publish, "activate_during_rm_s": self.blocked,
+                "memory": self.memory, "notes": self.notes}
 
 
 def measure(b: Bench) -> dict:

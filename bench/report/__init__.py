@@ -67,7 +67,7 @@ def header(page: Page) -> None:
         ["kernel", f"{m.get('kernel')} (`uname -r`)"],
         ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default; section 7: off)"],
         ["pynet", f"{m.get('pynet')}, default settings (log level info), state on disk (/var/lib)"],
-        ["tools", f"Python {m.get('python')}, {m.get('iperf3', '')}"],
+        ["tools", f"Python {m.get('python')}, {m.get('iperf3', '')}" + (f", {m['wrk']}" if m.get("wrk") else "")],
         ["load average", f"{_load(r.get('load_start'))} at start, {_load(r.get('load_end'))} at end"],
         ["section times", ", ".join(f"{k} {v:.0f} s" for k, v in r.get("durations_s", {}).items())],
     ])
@@ -115,13 +115,14 @@ def footer(page: Page) -> None:
         "that is 20,000 `docker-proxy` processes (one per port and address family). 1,000 ports took "
         "the times in table 3b and the memory in 3c; 10,000 would be about ten times that (minutes to "
         "publish, several more to remove, ten times the proxies' memory) and would disturb others' tests on this "
-        "machine, so Docker is capped at 1,000.",
+        "machine, so Docker is capped at 1,000 there; with the proxy off (section 7) it is measured at 10,000.",
         *([] if r["sections"].get("ports_proxy_off") else [
             "Docker with `--userland-proxy=false` (section 7): restarts dockerd, so only with `--proxy-off` "
             "(full `make bench`); `make bench QUICK=1` skips it."]),
         "Published-port connection rates are for TCP connects from the host itself (through the "
-        "OUTPUT/`dnat_out` path); a LAN client (PREROUTING path) is not measured. The client is one "
-        "Python process, so absolute rates are bounded by it on 2 CPUs; the ratios are the point.",
+        "OUTPUT/`dnat_out` path); a LAN client (PREROUTING path) is not measured. The load is wrk on one "
+        "CPU and the server on the other, so absolute rates are bounded by this machine's kernel TCP path on 2 "
+        "CPUs (tables 3a′ and 7a′ say which side ran out first); the ratios are the point.",
         "The protocol figures are pynet alone (Docker's bridge driver is in-process: it has no "
         "socket to compare with); `Plugin.Activate` is the floor of an HTTP round trip.",
         "UDP and IPv6 throughput, `--internal`, transparent with DHCP (`--ipam-driver pynet`), VLAN "
