@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import engine
+import pytest
+import stale
 from lib import DOCKER, DRIVER, NS_PREFIX, PREFIX, TABLE, TAG, links_with_prefix, sh
 
 
@@ -15,6 +15,16 @@ def pytest_configure(config):
     # test (PYNET_ENGINE), and for Docker 28 the run lives in its network namespace (tests/engine.py).
     if os.geteuid() == 0:
         engine.activate()
+        # What killed sessions left here breaks this one (the same outside address on a dead veth):
+        # removed first, and said (tests/stale.py).
+        stale.register(TAG)
+        for what in stale.sweep(TAG):
+            print(f"removed, left by a killed test session: {what}")
+
+
+def pytest_unconfigure(config):
+    if os.geteuid() == 0:
+        stale.unregister(TAG)
 
 
 def pytest_report_header(config):
