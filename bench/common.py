@@ -3,6 +3,7 @@ shell, docker and /proc helpers."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,25 @@ NAME = shared.NAME  # Docker networks/containers and namespaces: pnbb-*
 # the two networks most sections share (Bench.ensure_networks)
 NAT_NET, BR_NET = f"{NAME}-nat", f"{NAME}-br"
 NAT_SUBNET, BR_SUBNET = "10.251.1.0/24", "10.251.2.0/24"
+
+
+# tests/stale.py: a test session, when it starts, removes the links, DOCKER-USER rules, ... of every
+# tag pn-<tag>-* without a live registered session, the bench's pn-bb-* too: the bench registers "bb".
+SESSIONS = Path("/run/pynet-test/sessions")
+SESSION_TAG = PREFIX.split("-")[1]
+
+
+def register_session() -> None:
+    SESSIONS.mkdir(parents=True, exist_ok=True)
+    (SESSIONS / SESSION_TAG).write_text(str(os.getpid()))
+
+
+def unregister_session() -> None:
+    try:
+        if (SESSIONS / SESSION_TAG).read_text().strip() == str(os.getpid()):
+            (SESSIONS / SESSION_TAG).unlink()
+    except OSError:
+        pass
 
 
 class BenchError(Exception):

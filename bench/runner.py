@@ -17,34 +17,11 @@ from pathlib import Path
 
 import report
 from common import (BR_NET, BR_SUBNET, DRIVER, IMAGE, LABEL, NAME, NAT_NET, NAT_SUBNET, PREFIX, ROOT, SOCK,
-                    STATE_DIR, TABLE, BenchError, DockerDown, docker, dockerd_pid, log, proc_field, proc_kb, sh,
-                    sleeper, wait_docker)
+                    STATE_DIR, TABLE, BenchError, DockerDown, docker, dockerd_pid, log, proc_field, proc_kb,
+                    register_session, sh, sleeper, unregister_session, wait_docker)
 from daemon import Pynetd
 from measure import SECTIONS, Section, proxy_off
-
-# name: (--quick, full run)
-PARAMS = {
-    "proto_cycles": (200, 1000),
-    "rss_every": (50, 100),
-    "run_rounds": (5, 20),
-    "par_rounds": (2, 5),
-    "par_n": (10, 10),
-    "rate_secs": (1.0, 3.0),
-    "rate_conns": (32, 32),  # wrk -c: requests (each on a new connection) in flight
-    "rate_samples": (2, 3),  # samples a target at each publish of 1,000 / 10,000 other ports
-    "rate_rounds0": (4, 5),
-    "publish_reps": (1, 2),
-    "publish_reps_10k": (1, 1),  # section 7: 10,000 ports on each side (Docker's take minutes to publish)
-    "iperf_secs": (1, 3),
-    "iperf_rounds": (2, 3),
-    "rec_endpoints": (100, 100),
-    "rec_rounds": (3, 5),
-    "swarm_rounds": (1, 3),
-    "scrape_levels": ((0, 100, 1000), (0, 100, 1000)),
-    "scrape_rounds": (10, 30),
-    "limit_secs": (2, 4),
-    "limit_rounds": (1, 2),
-}
+from params import PARAMS
 
 
 class Bench:
@@ -59,6 +36,7 @@ class Bench:
         self.host_ip = ""
         self.proxy_off = False  # --proxy-off: section ports_proxy_off (restarts dockerd)
         self.dockerd_orig: dict | None = None  # set while dockerd runs with --userland-proxy=false
+        self.engine_sock = ""  # --engine-sock: section 7's engine, already with the flag (nothing restarted)
         self.p = {k: q if quick else full for k, (q, full) in PARAMS.items()}
         # Set once preflight found no other bench on the bench's names: only then is the clean-up ours to do
         # (a run refused because another `make bench` is running must not remove that run's daemon and objects).
@@ -166,6 +144,8 @@ class Bench:
             os.unlink(SOCK)
         except FileNotFoundError:
             pass
+        if final:
+            unregister_session()
         return found
 
     def _cleanup_docker(self, found: list[str]) -> None:
@@ -320,6 +300,7 @@ class Bench:
     def run(self) -> int:
         self.preflight()
         self.owns_names = True
+        register_session()  # before anything of the bench's exists: test sessions starting now leave it alone
         found = self.cleanup(final=False)
         if found:
             log(f"removed leftovers of an earlier run: {', '.join(found)}")
