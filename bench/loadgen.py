@@ -66,13 +66,14 @@ def _ticks(pid: int) -> int:
         return 0
 
 
-def proxies(port: int) -> list[int]:
-    """The docker-proxy processes of a host port (the userland proxy; none when it is off)."""
+def proxies(lo: int, hi: int | None = None) -> list[int]:
+    """The docker-proxy processes of host ports lo..hi (the userland proxy; none when it is off)."""
+    hi = lo if hi is None else hi
     pids = []
     for pid in sh("pgrep", "-x", "docker-proxy", check=False).stdout.split():
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"-host-port" in args and int(args[args.index(b"-host-port") + 1]) == port:
+            if b"-host-port" in args and lo <= int(args[args.index(b"-host-port") + 1]) <= hi:
                 pids.append(int(pid))
         except (OSError, ValueError, IndexError):
             continue

@@ -30,12 +30,13 @@ def headline(d: dict, r: dict) -> list[str]:
     for level in ("0", "1000"):
         if level in rate and "docker" in rate[level]:
             parts = [f"{t} " + vs(med(rate[level]["pynet"][t]), med(rate[level]["docker"][t])) for t in d["targets"]]
-            H.append(f"New connections/s through a published port with {int(level):,} other ports (wrk), pynet vs "
+            H.append(f"New connections/s through a published port with {int(level):,} other ports{tool(d)}, pynet vs "
                      f"Docker: " + "; ".join(parts) + ".")
     if "10000" in rate:
         parts = [f"{t} {fmt(med(rate['10000']['pynet'][t]))}" for t in d["targets"]]
-        H.append("pynet with 10,000 other ports: " + ", ".join(parts) + " connections/s (Docker with its userland "
-                 "proxy not run; with it off: section 7).")
+        off = "10000" in r["sections"].get("ports_proxy_off", {}).get("rate", {})
+        H.append("pynet with 10,000 other ports: " + ", ".join(parts) + " connections/s (Docker "
+                 + ("with its userland proxy not run; with it off: section 7)." if off else "not run)."))
     a, b = d["publish"].get(f"{PYNET_RUN}|1000"), d["publish"].get(f"{DOCKER_RUN}|1000")
     if a and b:
         H.append(f"Publishing 1,000 ports (`docker run -p` range): pynet {fmt(med(a['add']))} s vs Docker "
@@ -48,9 +49,22 @@ def headline(d: dict, r: dict) -> list[str]:
     return H
 
 
+OLD_METHOD = ("A Python accept loop (`bench/connrate.py`) runs in a container's network namespace behind one "
+              "published port; one Python client process on the host opens TCP connections to it for {secs:g} s per "
+              "sample (connect, read the server's byte, close with RST) and counts those that got the byte (results "
+              "from before wrk: that client was the ceiling, ~7.5k connections/s).")
+
+
+def tool(d: dict) -> str:
+    """" (wrk)" where the load generator was wrk (results from before it: "")."""
+    return f" ({d['load']['tool']})" if d.get("load") else ""
+
+
 def method(d: dict) -> str:
     """How a connection-rate sample is taken (sections 3 and 7)."""
-    ld = d["load"]
+    ld = d.get("load")
+    if not ld:  # a results.json from before wrk
+        return OLD_METHOD.format(secs=d["rate_secs"])
     return (f"A Python accept loop (`bench/connrate.py`: read the request, answer a bare HTTP 200, close with RST) "
             f"runs in a container's network namespace behind one published port. The load is {ld['tool']} "
             f"({ld['version']}, Debian's, C) on the host: {ld['threads']} thread, {ld['conns']} requests in flight, "
@@ -72,8 +86,7 @@ def render(page: Page, d: dict) -> None:
     page.add("**3a. New connections per second through one published port**")
     page.table(["other ports", "target", "pynet conn/s", "min–max", "Docker conn/s", "min–max", "pynet ÷ Docker"],
                rate_rows(d))
-    page.add(f"**3a′. Where the CPU went** (medians over the samples: {CPU_HOW})")
-    page.table(CPU_HEADER, cpu_rows(d, ("0", "1000", "10000"), "Docker"))
+    cpu_table(page, "3a′", d, ("0", "1000", "10000"), "Docker")
     page.add(read_note(d))
     if d["errors"]:
         page.add("Failed requests during sampling: " + "; ".join(d["errors"][:6]))
@@ -87,7 +100,7 @@ def render(page: Page, d: dict) -> None:
         page.add("**3c. Memory cost of published ports**")
         page.table(["", "value"], [[k, fmt(v, 1)] for k, v in d["memory"].items()])
     page.bullets(notes(d))
-    page.chart(rate_bars("new TCP connections/s through one published port (wrk)", d["rate"], d["targets"],
+    page.chart(rate_bars(f"new TCP connections/s through one published port{tool(d)}", d["rate"], d["targets"],
                          ("0", "1000", "10000"), "Docker"), "ports_rate.png", "connection rate")
     page.chart(publish_chart(d["publish"]), "publish_time.png", "publish time")
 
@@ -137,6 +150,13 @@ def pct_cpu(x: float | None) -> str:
     return "–" if x is None or x != x else f"{100 * x:.0f}%"
 
 
+def cpu_table(page: Page, label: str, d: dict, levels: tuple[str, ...], docker_name: str) -> None:
+    """Table a′ (results from before wrk have no CPU shares: nothing)."""
+    if d.get("cpu"):
+        page.add(f"**{label}. Where the CPU went** (medians over the samples: {CPU_HOW})")
+        page.table(CPU_HEADER, cpu_rows(d, levels, docker_name))
+
+
 def cpu_rows(d: dict, levels: tuple[str, ...], docker_name: str) -> list[list]:
     rows = []
     cpu = d.get("cpu", {})
@@ -159,6 +179,9 @@ def read_note(d: dict) -> str:
     nat = {drv: med(rate_at(d["rate"], "0", drv, "host IP")) for drv in ("pynet", "docker")}
     parts = [f"{name} host IP {ratio(nat[drv], floor[drv])} of it" for drv, name in (("pynet", "pynet"),
                                                                                        ("docker", "Docker"))]
+    if not d.get("load"):
+        return ("Read against the no-NAT row (" + "; ".join(parts) + "): that was the client's own ceiling (one "
+                "Python process), so NAT costs below it do not show.")
     return ("Read against the no-NAT row: the same server and load without any NAT (" + "; ".join(parts)
             + " with no other ports). The client's own code is a few % of its core (wrk code); what fills that "
             "core is the kernel's work for the connections it opens (TCP, and the NAT of each connection's first "
@@ -179,7 +202,7 @@ def publish_rows(pub: dict) -> list[list]:
             cells += [fmt(med(v[what]), 2), spread(v[what]),
                       ratio(med(v[what]), med(dk.get(what, []))) if against else "–"]
         rows.append([f"{int(n):,}", how, *cells])
-    rows.append(["10,000", DOCKER_RUN, "not run (section 7: proxy off)", "", "", "not run", "", ""])
+    rows.append(["10,000", DOCKER_RUN, "not run", "", "", "not run", "", ""])
     return rows
 
 

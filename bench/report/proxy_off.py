@@ -5,7 +5,7 @@ from __future__ import annotations
 from .charts import rate_bars
 from .fmt import med, versus, vs
 from .page import Page
-from .ports import CPU_HEADER, CPU_HOW, cpu_rows, method, rate_at
+from .ports import cpu_table, method, rate_at, tool
 
 LEVELS = ("0", "1000", "10000")
 DOCKER = "Docker (proxy off)"
@@ -48,10 +48,12 @@ def publish_label(n: str) -> str:
 
 
 def render(page: Page, d: dict) -> None:
-    page.add(f"dockerd restarted with `{d['flag']}` (no `docker-proxy`: Docker publishes with iptables DNAT only, "
-             "127.0.0.1 through `route_localnet`), after the shared test suite finished; pynet measured again on "
-             "that same dockerd, interleaved; the original dockerd restored afterwards. Section 3's method, "
-             "with Docker at 10,000 other ports too (`docker run -p 30000-39999:30000-39999`). "
+    where = (d["engine"] + "; pynet measured on that same engine, interleaved" if d.get("engine") else
+             "dockerd restarted with the flag after the shared test suite finished; pynet measured again on that "
+             "same dockerd, interleaved; the original dockerd restored afterwards")
+    page.add(f"Docker with `{d['flag']}` (no `docker-proxy`: Docker publishes with iptables DNAT only, 127.0.0.1 "
+             f"through `route_localnet`): {where}. Section 3's method"
+             + (", with Docker at 10,000 other ports too (how: the notes below). " if "10000" in d["rate"] else ". ")
              + method(d) + " " + ", ".join(f"{k}: {v}" for k, v in d["proxies"].items()) + ".")
     rate = d["rate"]
     rows = [[f"{int(level):,}", t, *versus(rate_at(rate, level, "pynet", t), rate_at(rate, level, "docker", t), 0)]
@@ -59,8 +61,7 @@ def render(page: Page, d: dict) -> None:
     page.add("**7a. New connections per second through one published port**")
     page.table(["other ports", "target", "pynet conn/s", "min–max", f"{DOCKER} conn/s", "min–max",
                 "pynet ÷ Docker"], rows)
-    page.add(f"**7a′. Where the CPU went** (medians over the samples: {CPU_HOW})")
-    page.table(CPU_HEADER, cpu_rows(d, LEVELS, DOCKER))
+    cpu_table(page, "7a′", d, LEVELS, DOCKER)
     page.add("**7b. Time to publish and unpublish N ports** (`docker run -d -p RANGE`, `docker rm -f`)")
     rows = []
     for n in ("1", "1 after 1000", "1000", "1 after 10000", "10000"):
@@ -72,5 +73,5 @@ def render(page: Page, d: dict) -> None:
     page.bullets(d.get("notes", []))
     if d["errors"]:
         page.add("Failed requests during sampling: " + "; ".join(d["errors"][:6]))
-    page.chart(rate_bars("new TCP connections/s (wrk), Docker with --userland-proxy=false", rate, d["targets"],
+    page.chart(rate_bars(f"new TCP connections/s{tool(d)}, Docker with --userland-proxy=false", rate, d["targets"],
                          LEVELS, DOCKER), "ports_proxy_off.png", "connection rate, proxy off")
