@@ -72,9 +72,9 @@ def parser() -> argparse.ArgumentParser:
                     "in --out from results.json (`make bench-report`)")
     ap.add_argument("--results", default="", help="with --report-only: the results.json to read (default: the "
                     "one in --out)")
-    ap.add_argument("--engine-sock", default="", help="section ports_proxy_off against this engine, already running "
-                    f"with {PROXY_OFF_FLAG}, instead of restarting the engine under test (scripts/bench-engine.sh "
-                    "run: an engine of the bench's own)")
+    ap.add_argument("--engine-sock", default="", help="measure on this engine, one of the bench's own "
+                    "(scripts/bench-engine.sh run SECTION); section ports_proxy_off: it runs with "
+                    f"{PROXY_OFF_FLAG} already, nothing is restarted")
     return ap
 
 

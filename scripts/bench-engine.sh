@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# The bench's section 7 (Docker's bridge with --userland-proxy=false) on a Docker engine of its own,
-# so that no shared dockerd is restarted (the section's default way restarts the engine under test,
-# which others' test sessions on this machine use: it waits for /tmp/ci-done).
+# Sections 3 and 7 of the bench (published ports: Docker's bridge with its userland proxy, and with
+# --userland-proxy=false) on a Docker engine of the bench's own, so that no shared dockerd is
+# restarted (section 7's default way restarts the engine under test, after /tmp/ci-done) and
+# others' restarts of the system dockerd (their tests do it) do not void the figures.
 #
-#   bench-engine.sh run [BENCH ARGS...]  up; bench.py --only ports_proxy_off --engine-sock SOCK ARGS in
-#                                        the engine's network namespace; down (also on failure/Ctrl-C)
-#   bench-engine.sh up | down            only start / remove it (down: everything up made)
+#   bench-engine.sh run SECTION [BENCH ARGS...]
+#       up (ports_proxy_off: with --userland-proxy=false; ports: Docker's defaults); then
+#       bench.py --only SECTION --engine-sock SOCK ARGS in the engine's network namespace; down
+#       (also on failure or Ctrl-C)
+#   bench-engine.sh up [DOCKERD FLAGS...] | down    only start / remove it (down: everything up made)
 #
-# The engine: Docker 28's dockerd (scripts/engine.sh fetch 28) started with --userland-proxy=false in
-# a network namespace of its own (pnbb-px, like engine.sh's Docker 28: nsenter --net only, so mounts,
-# PIDs and cgroups are the host's and pynet sees its containers' netns files), with its own socket,
-# data and exec roots, containerd namespace and cgroup parent. The namespace's "host address" is
-# 10.253.0.1 on a veth pair that lives wholly inside it: all traffic stays in the namespace. The
-# busybox image comes from the system engine (docker save | docker load).
+# The engine: Docker 28's dockerd (scripts/engine.sh fetch 28) in a network namespace of its own
+# (pnbbpx: not pnbb-*, which the bench's clean-up removes), like engine.sh's Docker 28 (nsenter --net
+# only: mounts, PIDs and cgroups are the host's, so pynet sees its containers' netns files), with its
+# own socket, data and exec roots, containerd namespace and cgroup parent. The namespace's "host
+# address" is 10.253.0.1 on a veth pair that lives wholly inside it: all traffic stays there. The
+# busybox image is built in it by scripts/images.sh (the system engine is not needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-NS=pnbb-px
+NS=pnbbpx
 RUN=/run/$NS VAR=/var/lib/$NS
 SOCK=$RUN/docker.sock PIDFILE=$RUN/docker.pid EXEC=$RUN/exec LOG=$RUN/dockerd.log
 D28=/var/cache/pynet/engines/docker28
 DOCKER=/usr/bin/docker
-IMAGE=busybox:latest
 
 die() { echo "bench-engine.sh: $*" >&2; exit 1; }
 in_ns() { nsenter --net="/run/netns/$NS" -- "$@"; }
@@ -43,7 +45,7 @@ up() {
   mount --bind "$EXEC/netns" "$EXEC/netns"
   mount --make-shared "$EXEC/netns"
   nohup nsenter --net="/run/netns/$NS" -- "$D28/dockerd28" -H "unix://$SOCK" --pidfile "$PIDFILE" \
-    --data-root "$VAR/data" --exec-root "$EXEC" --userland-proxy=false \
+    --data-root "$VAR/data" --exec-root "$EXEC" "$@" \
     --userland-proxy-path "$D28/docker-proxy" --containerd-namespace "$NS" \
     --containerd-plugins-namespace "$NS-plugins" --cgroup-parent "/$NS" >"$LOG" 2>&1 </dev/null &
   for _ in $(seq 120); do
@@ -51,8 +53,8 @@ up() {
     sleep 0.5
   done
   DOCKER_HOST="unix://$SOCK" $DOCKER info >/dev/null 2>&1 || die "dockerd did not come up: $(tail -5 "$LOG")"
-  $DOCKER save "$IMAGE" | DOCKER_HOST="unix://$SOCK" $DOCKER load -q
-  echo "bench-engine.sh: $("$D28/dockerd28" --version) --userland-proxy=false up in $NS ($SOCK)"
+  DOCKER_HOST="unix://$SOCK" bash scripts/images.sh >/dev/null
+  echo "bench-engine.sh: $("$D28/dockerd28" --version) ${*:-(defaults)} up in $NS ($SOCK)"
 }
 
 down() {
@@ -72,12 +74,16 @@ down() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up) shift; up "$@" ;;
   down) down ;;
   run)
-    shift
+    [ $# -ge 2 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
+    section=$2
+    shift 2
+    flags=()
+    [ "$section" = ports_proxy_off ] && flags=(--userland-proxy=false)
     trap down EXIT
-    up
-    ip netns exec "$NS" .venv/bin/python bench/bench.py --only ports_proxy_off --engine-sock "$SOCK" "$@" ;;
-  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+    up "${flags[@]}"
+    ip netns exec "$NS" .venv/bin/python bench/bench.py --only "$section" --engine-sock "$SOCK" "$@" ;;
+  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

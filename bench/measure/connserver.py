@@ -186,3 +186,20 @@ def publish_10000(drv: str) -> tuple[str, list[str], float, str]:
     for i, rng in enumerate(("20000-24999", "25000-29999")):
         dt += timed_docker(*sleeper(f"{FILL}{i}", NAT_NET, "-p", f"{rng}:{rng}"))
     return " (2×5,000)", [f"{FILL}0", f"{FILL}1"], dt, note
+
+
+def private_engine(b: Bench, flag: str = "") -> str:
+    """What the report says about the engine of --engine-sock (scripts/bench-engine.sh); refused
+    unless its dockerd runs with flag."""
+    v = docker("version", "--format", "{{.Server.Version}}").stdout.strip()
+    pidfile = Path(b.engine_sock).parent / "docker.pid"  # scripts/bench-engine.sh's layout
+    try:
+        cmd = [a.decode() for a in Path(f"/proc/{pidfile.read_text().strip()}/cmdline").read_bytes().split(b"\0")]
+    except (OSError, ValueError) as e:
+        raise BenchError(f"--engine-sock {b.engine_sock}: no dockerd pid from {pidfile}: {e}") from None
+    if flag and flag not in cmd:
+        raise BenchError(f"--engine-sock {b.engine_sock}: its dockerd does not run with {flag}")
+    how = f"started with {flag}" if flag else "with its defaults (userland proxy on)"
+    return (f"Docker {v}, a dockerd of the bench's own {how} in a network namespace of its own "
+            f"(`scripts/bench-engine.sh run`), pynet's daemon and the load in that namespace too; its host address "
+            f"{b.host_ip} on a veth pair inside it")

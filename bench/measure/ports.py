@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from common import NAT_NET, PYNET, SOCK, BenchError, DockerDown, docker, rotated, sh, timed_docker
 from shared import NO_NAT, PUBLISH_HOW
 
-from .connserver import (CPORT, FILL, SERVERS, Rates, proxy_mem_mb, publish_10000, record, republish_server,
-                         run_filler, run_server_container, wait_ports)
+from .connserver import (CPORT, FILL, SERVERS, Rates, private_engine, proxy_mem_mb, publish_10000, record,
+                         republish_server, run_filler, run_server_container, wait_ports)
 
 if TYPE_CHECKING:
     from runner import Bench
@@ -142,6 +142,7 @@ class Ports:
 
 
 def measure(b: Bench) -> dict:
+    engine_said = private_engine(b) if b.engine_sock else ""  # scripts/bench-engine.sh run ports
     b.ensure_networks()
     run = Ports(b)
     run.servers_up()
@@ -153,4 +154,4 @@ def measure(b: Bench) -> dict:
         run.with_10000(rep)
         run.port_add_rm()
     run.servers_down()
-    return run.result()
+    return {**run.result(), **({"engine": engine_said} if engine_said else {})}

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from common import BenchError, docker, dockerd_pid, engine, log, rotated, sh, timed_docker, wait_docker
 
-from .connserver import (FILL, SERVERS, Rates, proxy_mem_mb, publish_10000, record, republish_server, run_filler,
-                    run_server_container, wait_ports)
+from .connserver import (FILL, SERVERS, Rates, private_engine, proxy_mem_mb, publish_10000, record,
+                         republish_server, run_filler, run_server_container, wait_ports)
 
 if TYPE_CHECKING:
     from runner import Bench
@@ -79,21 +79,6 @@ def wait_ci_done(timeout: float = 1800) -> None:
         time.sleep(2)
 
 
-def private_engine(b: Bench) -> str:
-    """What the report says about the engine of --engine-sock (refused unless it has the flag)."""
-    v = docker("version", "--format", "{{.Server.Version}}").stdout.strip()
-    pidfile = Path(b.engine_sock).parent / "docker.pid"  # scripts/bench-engine.sh's layout
-    try:
-        cmd = Path(f"/proc/{pidfile.read_text().strip()}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError) as e:
-        raise BenchError(f"--engine-sock {b.engine_sock}: no dockerd pid from {pidfile}: {e}") from None
-    if PROXY_OFF_FLAG.encode() not in cmd:
-        raise BenchError(f"--engine-sock {b.engine_sock}: its dockerd does not run with {PROXY_OFF_FLAG}")
-    return (f"Docker {v}, a dockerd of the bench's own started with {PROXY_OFF_FLAG} in a network namespace of "
-            f"its own (`scripts/bench-engine.sh run`), pynet's daemon and the load in that namespace too; its "
-            f"host address {b.host_ip} on a veth pair inside it")
-
-
 # ---------------------------------------------------------------- Docker's rules for 10,000 ports
 def docker_port_rules(template: int, ports: range) -> dict[str, list[str]]:
     """Every iptables rule Docker wrote for host port template (iptables-save), as it would be for each
@@ -135,7 +120,7 @@ def docker_10000(publish: dict) -> tuple[list[str], dict]:
 # ---------------------------------------------------------------- the section
 def measure(b: Bench) -> dict:
     if b.engine_sock:  # an engine of the bench's own, started with the flag (scripts/bench-engine.sh)
-        engine_said = private_engine(b)
+        engine_said = private_engine(b, PROXY_OFF_FLAG)
         try:
             return {**_measure(b), "engine": engine_said}
         finally:

@@ -79,7 +79,8 @@ def method(d: dict) -> str:
 def render(page: Page, d: dict) -> None:
     page.add(method(d) + f" Targets: the host's own address ({d['targets']['host IP']}) and 127.0.0.1; with no "
              "other ports also the container's own address and port (no NAT: the floor of this machine's TCP "
-             "path). Docker: a user-defined bridge, default userland proxy (so 127.0.0.1 goes through "
+             "path). " + (f"The engine: {d['engine']}. " if d.get("engine") else "")
+             + "Docker: a user-defined bridge, default userland proxy (so 127.0.0.1 goes through "
              "`docker-proxy`, the host address through iptables DNAT). The other ports are published by a second "
              "container (`docker run -p 20000-20999:20000-20999`, …) and measured with only that driver's ports "
              "present (pynet's and Docker's fillers never coexist, so neither pays for the other's rules).")
