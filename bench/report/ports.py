@@ -184,11 +184,11 @@ def read_note(d: dict) -> str:
         return ("Read against the no-NAT row (" + "; ".join(parts) + "): that was the client's own ceiling (one "
                 "Python process), so NAT costs below it do not show.")
     return ("Read against the no-NAT row: the same server and load without any NAT (" + "; ".join(parts)
-            + " with no other ports). The client's own code is a few % of its core (wrk code); what fills that "
-            "core is the kernel's work for the connections it opens (TCP, and the NAT of each connection's first "
-            "packet, which runs in the sender's context), so NAT costs now show as lower rates. Where the pynet "
-            "and Docker ranges overlap, the difference is within this run's noise; other sessions' processes on "
-            "the same cores count in the core shares.")
+            + " with no other ports). wrk's own code is a few % of its core (wrk code), so the load generator is "
+            "not the limit; what fills the cores is the kernel's work for the connections (TCP, and the NAT of "
+            "each connection's first packet, which runs in the sender's context) and, on a shared machine, other "
+            "processes: they count in the core shares (the load average is in the header). Where the pynet and "
+            "Docker ranges overlap, the difference is within this run's noise.")
 
 
 def publish_rows(pub: dict) -> list[list]:
