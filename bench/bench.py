@@ -86,10 +86,12 @@ def main() -> int:
     if args.report_only:
         return report_only(Path(args.results) if args.results else out / "results.json", out)
     if os.geteuid() == 0:
+        import common
         from common import engine
         engine.activate()  # PYNET_ENGINE (default 20): DOCKER_HOST, and Docker 28's network namespace
         if args.engine_sock:
             os.environ["DOCKER_HOST"] = f"unix://{args.engine_sock}"
+            common.ENGINE_SOCK = args.engine_sock  # dockerd_pid(): restarts of this engine, not the system's
 
     def to_interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")

@@ -165,8 +165,16 @@ def sleeper(name: str, net: str, *args: str) -> list[str]:
     return ["run", "-d", "--name", name, "--label", LABEL, "--net", net, *args, IMAGE, "sleep", "1000000"]
 
 
+ENGINE_SOCK = ""  # bench.py --engine-sock: the bench's own engine (scripts/bench-engine.sh), its pidfile beside it
+
+
 def dockerd_pid() -> str:
-    """The engine under test's dockerd (its pidfile, tests/engine.py); '' when it is not running."""
+    """The measured engine's dockerd (its pidfile: tests/engine.py's, or --engine-sock's); '' when it is not running."""
+    if ENGINE_SOCK:  # others' restarts of the system dockerd do not touch it
+        try:
+            return (Path(ENGINE_SOCK).parent / "docker.pid").read_text().strip()
+        except OSError:
+            return ""
     return str(engine.pid() or "")
 
 
