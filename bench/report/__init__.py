@@ -65,7 +65,9 @@ def header(page: Page) -> None:
     page.table(["", ""], [
         ["machine", f"{m.get('nproc')} CPUs ({m.get('cpu', '')}), {m.get('ram_gib', 0):.1f} GiB RAM"],
         ["kernel", f"{m.get('kernel')} (`uname -r`)"],
-        ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default; section 7: off)"],
+        ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default; section 7: off)"
+         + "".join(f"; section {n}: {r['sections'][k]['engine'].split(',')[0]} of the bench's own"
+                   for n, k in (("3", "ports"), ("7", "ports_proxy_off")) if r["sections"].get(k, {}).get("engine"))],
         ["pynet", f"{m.get('pynet')}, default settings (log level info), state on disk (/var/lib)"],
         ["tools", f"Python {m.get('python')}, {m.get('iperf3', '')}" + (f", {m['wrk']}" if m.get("wrk") else "")],
         ["load average", f"{_load(r.get('load_start'))} at start, {_load(r.get('load_end'))} at end"],
