@@ -21,4 +21,5 @@ PARAMS = {
     "scrape_rounds": (10, 30),
     "limit_secs": (2, 4),
     "limit_rounds": (1, 2),
+    "scale_levels": ((200,), (200, 1000)),  # section 11: containers on one network
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, swarm
+from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, scale, swarm
 from .fmt import fmt
 from .page import Page
 
@@ -38,6 +38,7 @@ PARTS = [  # in the report's order
     Part("swarm", "8. A swarm: task start and node-to-node throughput", swarm.render, swarm.headline),
     Part("metrics", "9. Metrics: the cost of a /metrics scrape", metrics.render, metrics.headline),
     Part("limits", "10. Bandwidth limits: accuracy (iperf3, TCP)", limits.render, limits.headline),
+    Part("scale", "11. Many containers on one network", scale.render, scale.headline),
 ]
 # the headlines' order (what a user feels first); a part not named here follows, in the report's order
 HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "limits", "ports_proxy_off", "recovery", "protocol",
