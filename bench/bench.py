@@ -6,22 +6,25 @@ taken in the same run:
   1. protocol call latency per call type (the daemon's socket driven directly) and daemon RSS
   2. `docker run --rm busybox true`: pynet nat vs a user-defined Docker bridge vs --net none;
      10 containers started in parallel
-  3. published ports: new-connection rate through one port with 0 / 1,000 / 10,000 other
+  3. published ports: new-connection rate (wrk) through one port with 0 / 1,000 / 10,000 other
      ports published, and the time to publish/unpublish N ports (pynet vs Docker's bridge
      with its default userland proxy)
   4. iperf3 throughput: container<->host, container<->container (pynet vs Docker bridge vs a
      hand-built veth+bridge in namespaces)
   5. recovery: kill -9 of pynet -> first successful /Plugin.Activate, with 100 endpoints in state
   6. iperf3 container <-> a LAN client of namespaces: each pynet mode vs its baseline
-  7. with --proxy-off: section 3 again against dockerd --userland-proxy=false (restarts dockerd)
+  7. with --proxy-off: section 3 again against dockerd --userland-proxy=false, Docker at 10,000
+     other ports too (restarts dockerd)
   8. a swarm of two Docker 28 nodes (scripts/swarm.sh): task start time and node-to-node iperf3
      over pynet overlay and l2bridge vs Docker's overlay and macvlan (`--only swarm` alone)
   9. metrics scrape cost: GET /metrics at 0 / 100 / 1,000 endpoints (10 published ports each)
 
-Layout: this file is the command line; runner.py the run (Bench); measure/ one module per
-section and its registry; daemon.py the daemon under test; common.py names and shell/docker
-helpers; report/ report.md and the charts from the results (it never imports the runner);
-shared.py what both know. `--report-only` rebuilds the report from results.json.
+Layout: this file is the command line; runner.py the run (Bench), params.py its parameters;
+measure/ one module per section and its registry (connserver.py: the connection servers of
+sections 3 and 7); loadgen.py the load generator (wrk) and its CPU accounting, connrate.py the
+server; daemon.py the daemon under test; common.py names and shell/docker helpers; report/
+report.md and the charts from the results (it never imports the runner); shared.py what both
+know. `--report-only` rebuilds the report from results.json.
 
 Everything it makes carries its own names (driver pynet-bench, links pn-bb-*, nft
 table pynet_bench, namespaces pnbb-*, Docker objects labelled pynet-bench=1) and is
@@ -57,7 +60,7 @@ def report_only(results: Path, out: Path) -> int:
     return 0
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter runs (a few minutes)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent), help="where report.md and PNGs go")
@@ -69,14 +72,26 @@ def main() -> int:
                     "in --out from results.json (`make bench-report`)")
     ap.add_argument("--results", default="", help="with --report-only: the results.json to read (default: the "
                     "one in --out)")
+    ap.add_argument("--engine-sock", default="", help="measure on this engine, one of the bench's own "
+                    "(scripts/bench-engine.sh run SECTION); section ports_proxy_off: it runs with "
+                    f"{PROXY_OFF_FLAG} already, nothing is restarted")
+    return ap
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         return report_only(Path(args.results) if args.results else out / "results.json", out)
     if os.geteuid() == 0:
+        import common
         from common import engine
         engine.activate()  # PYNET_ENGINE (default 20): DOCKER_HOST, and Docker 28's network namespace
+        if args.engine_sock:
+            os.environ["DOCKER_HOST"] = f"unix://{args.engine_sock}"
+            common.ENGINE_SOCK = args.engine_sock  # dockerd_pid(): restarts of this engine, not the system's
 
     def to_interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -86,6 +101,7 @@ def main() -> int:
     b = Bench(args.quick, out)
     b.only = {x.strip() for x in args.only.split(",") if x.strip()}
     b.proxy_off = args.proxy_off
+    b.engine_sock = args.engine_sock
     rc = 1
     try:
         rc = b.run()

@@ -3,6 +3,7 @@ shell, docker and /proc helpers."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,25 @@ NAME = shared.NAME  # Docker networks/containers and namespaces: pnbb-*
 # the two networks most sections share (Bench.ensure_networks)
 NAT_NET, BR_NET = f"{NAME}-nat", f"{NAME}-br"
 NAT_SUBNET, BR_SUBNET = "10.251.1.0/24", "10.251.2.0/24"
+
+
+# tests/stale.py: a test session, when it starts, removes the links, DOCKER-USER rules, ... of every
+# tag pn-<tag>-* without a live registered session, the bench's pn-bb-* too: the bench registers "bb".
+SESSIONS = Path("/run/pynet-test/sessions")
+SESSION_TAG = PREFIX.split("-")[1]
+
+
+def register_session() -> None:
+    SESSIONS.mkdir(parents=True, exist_ok=True)
+    (SESSIONS / SESSION_TAG).write_text(str(os.getpid()))
+
+
+def unregister_session() -> None:
+    try:
+        if (SESSIONS / SESSION_TAG).read_text().strip() == str(os.getpid()):
+            (SESSIONS / SESSION_TAG).unlink()
+    except OSError:
+        pass
 
 
 class BenchError(Exception):
@@ -105,8 +125,11 @@ def _docker_failed(args: tuple[str, ...], p: subprocess.CompletedProcess) -> Ben
 def wait_docker(timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subprocess.run([DOCKER, "info"], capture_output=True, timeout=60).returncode == 0:
-            return
+        try:
+            if subprocess.run([DOCKER, "info"], capture_output=True, timeout=60).returncode == 0:
+                return
+        except subprocess.TimeoutExpired:  # a dockerd still starting (or busy) may not answer in time
+            continue
         time.sleep(2)
     raise BenchError("dockerd does not answer")
 
@@ -142,8 +165,16 @@ def sleeper(name: str, net: str, *args: str) -> list[str]:
     return ["run", "-d", "--name", name, "--label", LABEL, "--net", net, *args, IMAGE, "sleep", "1000000"]
 
 
+ENGINE_SOCK = ""  # bench.py --engine-sock: the bench's own engine (scripts/bench-engine.sh), its pidfile beside it
+
+
 def dockerd_pid() -> str:
-    """The engine under test's dockerd (its pidfile, tests/engine.py); '' when it is not running."""
+    """The measured engine's dockerd (its pidfile: tests/engine.py's, or --engine-sock's); '' when it is not running."""
+    if ENGINE_SOCK:  # others' restarts of the system dockerd do not touch it
+        try:
+            return (Path(ENGINE_SOCK).parent / "docker.pid").read_text().strip()
+        except OSError:
+            return ""
     return str(engine.pid() or "")
 
 

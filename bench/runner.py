@@ -17,31 +17,11 @@ from pathlib import Path
 
 import report
 from common import (BR_NET, BR_SUBNET, DRIVER, IMAGE, LABEL, NAME, NAT_NET, NAT_SUBNET, PREFIX, ROOT, SOCK,
-                    STATE_DIR, TABLE, BenchError, DockerDown, docker, dockerd_pid, log, proc_field, proc_kb, sh,
-                    sleeper, wait_docker)
+                    STATE_DIR, TABLE, BenchError, DockerDown, docker, dockerd_pid, log, proc_field, proc_kb,
+                    register_session, sh, sleeper, unregister_session, wait_docker)
 from daemon import Pynetd
 from measure import SECTIONS, Section, proxy_off
-
-# name: (--quick, full run)
-PARAMS = {
-    "proto_cycles": (200, 1000),
-    "rss_every": (50, 100),
-    "run_rounds": (5, 20),
-    "par_rounds": (2, 5),
-    "par_n": (10, 10),
-    "rate_secs": (1.0, 3.0),
-    "rate_rounds0": (4, 5),
-    "publish_reps": (1, 2),
-    "iperf_secs": (1, 3),
-    "iperf_rounds": (2, 3),
-    "rec_endpoints": (100, 100),
-    "rec_rounds": (3, 5),
-    "swarm_rounds": (1, 3),
-    "scrape_levels": ((0, 100, 1000), (0, 100, 1000)),
-    "scrape_rounds": (10, 30),
-    "limit_secs": (2, 4),
-    "limit_rounds": (1, 2),
-}
+from params import PARAMS
 
 
 class Bench:
@@ -56,6 +36,7 @@ class Bench:
         self.host_ip = ""
         self.proxy_off = False  # --proxy-off: section ports_proxy_off (restarts dockerd)
         self.dockerd_orig: dict | None = None  # set while dockerd runs with --userland-proxy=false
+        self.engine_sock = ""  # --engine-sock: section 7's engine, already with the flag (nothing restarted)
         self.p = {k: q if quick else full for k, (q, full) in PARAMS.items()}
         # Set once preflight found no other bench on the bench's names: only then is the clean-up ours to do
         # (a run refused because another `make bench` is running must not remove that run's daemon and objects).
@@ -132,9 +113,9 @@ class Bench:
         wait_docker(60)
         if docker("image", "inspect", IMAGE, check=False).returncode != 0:
             raise SystemExit(f"bench: image {IMAGE} is missing: run scripts/images.sh (make bench does)")
-        for tool in ("iperf3", "nsenter", "ss"):
+        for tool in ("iperf3", "wrk", "taskset", "nsenter", "ss"):
             if not shutil.which(tool):
-                raise SystemExit(f"bench: {tool} not found (scripts/bench-deps.sh installs iperf3)")
+                raise SystemExit(f"bench: {tool} not found (scripts/bench-deps.sh installs iperf3 and wrk)")
         route = sh("ip", "-4", "route", "get", "1.1.1.1", check=False).stdout.split()
         self.host_ip = route[route.index("src") + 1] if "src" in route else ""
         if not self.host_ip:
@@ -163,6 +144,8 @@ class Bench:
             os.unlink(SOCK)
         except FileNotFoundError:
             pass
+        if final:
+            unregister_session()
         return found
 
     def _cleanup_docker(self, found: list[str]) -> None:
@@ -299,6 +282,7 @@ class Bench:
                 "docker": docker("version", "--format", "{{.Server.Version}}", check=False).stdout.strip(),
                 "python": platform.python_version(), "iperf3": sh("iperf3", "--version", check=False)
                 .stdout.splitlines()[0] if shutil.which("iperf3") else "",
+                "wrk": sh("wrk", "--version", check=False).stdout.split("[")[0].strip() if shutil.which("wrk") else "",
                 "pynet": f"{commit}{' + uncommitted changes under plugin/' if dirty else ''}",
                 "host_ip": self.host_ip}
 
@@ -315,6 +299,7 @@ class Bench:
     def run(self) -> int:
         self.preflight()
         self.owns_names = True
+        register_session()  # before anything of the bench's exists: test sessions starting now leave it alone
         found = self.cleanup(final=False)
         if found:
             log(f"removed leftovers of an earlier run: {', '.join(found)}")

@@ -128,6 +128,15 @@ def in_host(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, pass_fds=fds)
 
 
+def with_host_mounts(cmd: list[str]) -> tuple[list[str], tuple[int, ...]]:
+    """CMD (and the fds to pass) run in the host's mount namespace, in this process's network namespace:
+    for a dockerd started from a test (tests/e2e/private_engine.py), which needs the host's /sys/fs/cgroup,
+    hidden in this process's own /sys (_own_sysfs)."""
+    if not _host_ns:
+        return cmd, ()
+    return ["nsenter", f"--mount=/proc/self/fd/{_host_ns[1]}", "--"] + cmd, (_host_ns[1],)
+
+
 def answers() -> bool:
     env = dict(os.environ, DOCKER_HOST=DOCKER_HOST)
     return subprocess.run([DOCKER, "info"], capture_output=True, env=env, timeout=60).returncode == 0

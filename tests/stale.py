@@ -36,6 +36,7 @@ NETNS = re.compile(rf"^pnt({_TAG})")
 TABLE = re.compile(rf"^pynet_t({_TAG})$")
 DRIVER = re.compile(rf"^pynet-t({_TAG})(?::latest)?$")
 STATE = re.compile(rf"^pynet-({_TAG})-state-")
+PRIVATE = re.compile(rf"^pynet-({_TAG})-(?!state-)")
 USER_RULE = re.compile(rf'"pn-({_TAG})-\*"')
 
 
@@ -110,6 +111,13 @@ def sweep(tag: str, engine: bool = True) -> list[str]:
     for d in Path("/tmp").glob("pynet-*-state-*"):
         if stale(STATE.match(d.name)):
             shutil.rmtree(d, ignore_errors=True)
+    for d in [*Path("/run").glob("pynet-*-*"), *Path("/var/lib").glob("pynet-*-*")]:  # private engines
+        if stale(PRIVATE.match(d.name)):
+            for mnt in reversed(sh("findmnt", "-rno", "TARGET", check=False).stdout.splitlines()):
+                if mnt.startswith(f"{d}/"):
+                    sh("umount", "-l", mnt, check=False)
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(f"directory {d}")
     return removed
 
 
@@ -125,11 +133,13 @@ def _kill_daemons(alive: set[str]) -> list[str]:
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             env = proc.joinpath("environ").read_bytes().split(b"\0")
-            if proc.joinpath("comm").read_text().startswith(("dockerd", "containerd", "docker", "runc")):
-                continue
+            engine_like = proc.joinpath("comm").read_text().startswith(("dockerd", "containerd", "docker", "runc"))
+            cmdline = proc.joinpath("cmdline").read_bytes()
         except OSError:
             continue
         tags = [e[len(b"PYNET_TEST_TAG="):].decode() for e in env if e.startswith(b"PYNET_TEST_TAG=")]
+        if engine_like and not (tags and f"/run/pynet-{tags[0]}-".encode() in cmdline):
+            continue  # only a test's private dockerd (tests/e2e/private_engine.py), by its run dir
         if tags and tags[0] not in alive and int(proc.name) != os.getpid():
             try:
                 os.kill(int(proc.name), signal.SIGKILL)

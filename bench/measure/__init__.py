@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, swarm
+from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, scale, swarm
 
 
 class Section(NamedTuple):
@@ -33,5 +33,6 @@ SECTIONS = [
     Section("swarm", swarm.measure, cleanup=swarm.cleanup, uses_dockerd=False),
     Section("metrics", metrics.measure, uses_dockerd=False),
     Section("limits", limits.measure, cleanup=lan.cleanup),
+    Section("scale", scale.measure),
     Section("ports_proxy_off", proxy_off.measure, restarts_dockerd=True),
 ]

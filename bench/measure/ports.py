@@ -1,126 +1,22 @@
 """Section 3: published ports. The new-connection rate through one published port with 0, 1,000 and
-10,000 other ports published, the time to publish and unpublish N ports, their memory; pynet vs
-Docker's bridge with its default userland proxy. Its servers and samplers serve section 7 too."""
+10,000 other ports published (wrk, bench/loadgen.py), the time to publish and unpublish N ports, their
+memory; pynet vs Docker's bridge with its default userland proxy. The servers and samplers
+(connserver.py) serve section 7 too."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING
 
-from common import (BR_NET, NAME, NAT_NET, PYNET, SOCK, BenchError, DockerDown, docker, docker_down, pss_kb,
-                    rotated, sh, sleeper, timed_docker)
+from common import NAT_NET, PYNET, SOCK, BenchError, DockerDown, docker, rotated, sh, timed_docker
 from shared import NO_NAT, PUBLISH_HOW
+
+from .connserver import (CPORT, FILL, SERVERS, Rates, private_engine, proxy_mem_mb, publish_10000, record,
+                         republish_server, run_filler, run_server_container, wait_ports)
 
 if TYPE_CHECKING:
     from runner import Bench
-
-HOST_PY = "/usr/bin/python3"  # the connection-rate server runs in a container's netns: stdlib only
-CONNRATE = str(Path(__file__).resolve().parents[1] / "connrate.py")
-CPORT = 8080  # the server's port in its container
-FILL = f"{NAME}-fill"  # the container that publishes the other ports
-
-
-class Server(NamedTuple):
-    """A driver's connection server: its container, network, published port, and the range its
-    filler publishes for the 1,000-other-ports level."""
-    cname: str
-    net: str
-    port: int
-    fill: str
-
-
-SERVERS = {"pynet": Server(f"{NAME}-srvp", NAT_NET, 17080, "20000-20999"),
-           "docker": Server(f"{NAME}-srvd", BR_NET, 17081, "30000-30999")}
-
-
-# ---------------------------------------------------------------- helpers (sections 3 and 7)
-def run_server_container(drv: str) -> float:
-    """`docker run -d -p PORT:8080` of drv's server container: seconds."""
-    s = SERVERS[drv]
-    return timed_docker(*sleeper(s.cname, s.net, "-p", f"{s.port}:{CPORT}"))
-
-
-def run_filler(drv: str) -> float:
-    """`docker run -d -p` of the 1,000 other ports on drv's network: seconds."""
-    s = SERVERS[drv]
-    return timed_docker(*sleeper(FILL, s.net, "-p", f"{s.fill}:{s.fill}"))
-
-
-def record(publish: dict, how: str, n: int | str, what: str, dt: float) -> None:
-    """publish["how|N"] -> {"add": [seconds...], "rm": [seconds...]}"""
-    publish.setdefault(f"{how}|{n}", {"add": [], "rm": []})[what].append(dt)
-
-
-def start_server(b: Bench, cname: str) -> subprocess.Popen:
-    pid = b.cpid(cname)
-    p = b.spawn(["nsenter", "-t", pid, "-n", HOST_PY, CONNRATE, "serve", str(CPORT)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = p.stdout.readline().strip()
-    if line != "ready":
-        raise BenchError(f"connection server in {cname} did not start: {line} {p.stderr.read()[-500:]}")
-    return p
-
-
-def rate(b: Bench, host: str, port: int) -> dict:
-    out = sh(HOST_PY, CONNRATE, "client", host, str(port), str(b.p["rate_secs"]),
-             timeout=b.p["rate_secs"] + 60).stdout
-    return json.loads(out)
-
-
-def wait_port(host: str, port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        r = sh(HOST_PY, CONNRATE, "client", host, str(port), "0.05", timeout=30)
-        last = json.loads(r.stdout)
-        if last["ok"]:
-            return
-        time.sleep(0.2)
-    raise BenchError(f"{host}:{port} does not answer: {last}")
-
-
-def wait_ports(targets: dict[str, str]) -> None:
-    for s in SERVERS.values():
-        for t in targets.values():
-            wait_port(t, s.port)
-
-
-def proxy_mem_mb(lo: int, hi: int) -> tuple[int, float]:
-    """(count, summed PSS MiB) of docker-proxy processes for host ports lo..hi."""
-    count, kb = 0, 0
-    for pid in sh("pgrep", "-x", "docker-proxy", check=False).stdout.split():
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"-host-port" in args:
-                port = int(args[args.index(b"-host-port") + 1])
-                if lo <= port <= hi:
-                    count += 1
-                    kb += pss_kb(int(pid))
-        except (OSError, ValueError, IndexError):
-            continue
-    return count, kb / 1024
-
-
-class Rates:
-    """rate[level][driver][target] -> connections/s, one sample a call of sample(); errors: the
-    failed connects. check(drv) runs before a sample with failed connects counts."""
-
-    def __init__(self, b: Bench, targets: dict[str, str], check: Callable[[str], None] | None = None):
-        self.b, self.targets, self.check = b, targets, check
-        self.rate: dict = {}
-        self.errors: list[str] = []
-
-    def sample(self, level: str, drv: str) -> None:
-        for tname, t in self.targets.items():
-            r = rate(self.b, t, SERVERS[drv].port)
-            if r["errors"] and self.check:
-                self.check(drv)
-            self.rate.setdefault(level, {}).setdefault(drv, {}).setdefault(tname, []).append(r["rate"])
-            if r["errors"]:
-                self.errors.append(f"{level} {drv} {tname}: {r['errors']} failed connects ({r['first_error']})")
 
 
 # ---------------------------------------------------------------- section 3
@@ -130,7 +26,6 @@ class Ports:
     def __init__(self, b: Bench):
         self.b = b
         self.publish: dict = {}
-        self.procs: dict[str, subprocess.Popen] = {}
         self.rates = Rates(b, {"host IP": b.host_ip, "127.0.0.1": "127.0.0.1"}, self.alive)
         self.memory: dict = {}
         self.blocked: list[float] = []  # Activate round trips sent while `pynet port rm` of 10,000 ports runs
@@ -146,8 +41,8 @@ class Ports:
             raise BenchError(f"pynet shows {got} published ports{after}, expected {n}")
 
     def alive(self, drv: str) -> None:
-        """A sample with failed connects counts only if its server and container still run."""
-        cname, proc = SERVERS[drv].cname, self.procs[drv]
+        """A sample with failed requests counts only if its server and container still run."""
+        cname, proc = SERVERS[drv].cname, self.rates.servers[drv]
         running = docker("inspect", "-f", "{{.State.Running}}", cname, check=False).stdout.strip()
         if proc.poll() is not None or running != "true":
             raise DockerDown(f"the {drv} connection server (container {cname}) is gone: dockerd restarted?")
@@ -158,8 +53,8 @@ class Ports:
             docker("rm", "-f", s.cname, check=False)
         for drv in SERVERS:
             record(self.publish, PUBLISH_HOW[drv], 1, "add", run_server_container(drv))
-        for drv, s in SERVERS.items():
-            self.procs[drv] = start_server(self.b, s.cname)
+        for drv in SERVERS:
+            self.rates.start(drv)
         wait_ports(self.rates.targets)
 
     def rates_alone(self) -> None:
@@ -168,61 +63,39 @@ class Ports:
         for r in range(self.b.p["rate_rounds0"]):
             for drv in rotated(list(SERVERS), r):
                 self.rates.sample("0", drv)
-                rr = rate(self.b, direct[drv], CPORT)
-                if rr["errors"]:
-                    self.alive(drv)
-                self.rates.rate["0"][drv].setdefault(NO_NAT, []).append(rr["rate"])
+                self.rates.one("0", drv, NO_NAT, direct[drv], CPORT)
 
     def with_1000(self, drv: str) -> None:
-        """1,000 other ports (`docker run -p` of a range), drv's only: publish, sample, remove."""
+        """1,000 other ports (`docker run -p` of a range), drv's only: publish, the server's port
+        published again after them, sample, remove."""
         b = self.b
         rss0 = b.d.rss() if drv == "pynet" else 0
         record(self.publish, PUBLISH_HOW[drv], 1000, "add", run_filler(drv))
         if drv == "pynet":
             self.expect(1000)
-            wait_port(b.host_ip, SERVERS[drv].port)
             self.memory["pynet daemon memory growth, 1,000 ports (RSS, MiB)"] = (b.d.rss() - rss0) / 1024
         else:
             count, mb = proxy_mem_mb(30000, 30999)
             self.memory["docker-proxy processes, 1,000 ports"] = count
             self.memory["docker-proxy memory, 1,000 ports (summed PSS, MiB)"] = mb
-            wait_port(b.host_ip, SERVERS[drv].port)
-        self.rates.sample("1000", drv)
+        republish_server(b, self.rates, drv)
+        self.rates.sample("1000", drv, b.p["rate_samples"])
         record(self.publish, PUBLISH_HOW[drv], 1000, "rm", timed_docker("rm", "-f", FILL))
-
-    def publish_10000(self) -> tuple[str, list[str], float]:
-        """pynet's 10,000 other ports in one `docker run -p`, or as 2 × 5,000 where pynet refuses the
-        one (its max_body): (publish key, the filler containers, seconds)."""
-        t0 = time.perf_counter()
-        p = docker(*sleeper(FILL, NAT_NET, "-p", "20000-29999:20000-29999"), check=False, retry=False)
-        one_run_s = time.perf_counter() - t0
-        if p.returncode == 0:
-            return PUBLISH_HOW["pynet"], [FILL], one_run_s
-        if docker_down(p):
-            raise DockerDown(p.stderr.strip())
-        docker("rm", "-f", FILL, check=False)
-        msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
-        note = (f"`docker run -p 20000-29999:20000-29999` (10,000 ports) on pynet fails: {msg} "
-                "(Docker sends the whole port map in one CreateEndpoint body, ~105 bytes a port; pynet's "
-                "default max_body is 1 MiB). The 10,000-port level is published as 2 containers × 5,000.")
-        if note not in self.notes:
-            self.notes.append(note)
-        dt = 0.0
-        for i, rng in enumerate(("20000-24999", "25000-29999")):
-            dt += timed_docker(*sleeper(f"{FILL}{i}", NAT_NET, "-p", f"{rng}:{rng}"))
-        return "pynet docker run -p (2×5,000)", [f"{FILL}0", f"{FILL}1"], dt
 
     def with_10000(self, rep: int) -> None:
         """10,000 other ports: pynet only (Docker: 20,000 docker-proxy processes; see the report)."""
         b = self.b
         rss0 = b.d.rss()
-        how, fill, dt = self.publish_10000()
+        suffix, fill, dt, note = publish_10000("pynet")
+        if note and note not in self.notes:
+            self.notes.append(note)
+        how = PUBLISH_HOW["pynet"] + suffix
         record(self.publish, how, 10000, "add", dt)
         self.expect(10000)
         self.memory["pynet daemon memory growth, 10,000 ports (RSS, MiB)"] = (b.d.rss() - rss0) / 1024
         b.rss_mark(f"10,000 published ports (round {rep + 1})")
-        wait_port(b.host_ip, SERVERS["pynet"].port)
-        self.rates.sample("10000", "pynet")
+        republish_server(b, self.rates, "pynet")
+        self.rates.sample("10000", "pynet", b.p["rate_samples"])
         t0 = time.perf_counter()
         for c in fill:
             timed_docker("rm", "-f", c)
@@ -259,16 +132,17 @@ class Ports:
 
     def servers_down(self) -> None:
         self.b.kill_children()  # the connection servers, before their containers go
+        self.rates.servers.clear()
         for drv, s in SERVERS.items():
             record(self.publish, PUBLISH_HOW[drv], 1, "rm", timed_docker("rm", "-f", s.cname))
 
     def result(self) -> dict:
-        return {"rate": self.rates.rate, "publish": self.publish, "activate_during_rm_s": self.blocked,
-                "memory": self.memory, "notes": self.notes, "errors": self.rates.errors,
-                "targets": self.rates.targets, "rate_secs": self.b.p["rate_secs"]}
+        return {**self.rates.result(), "publish": self.publish, "activate_during_rm_s": self.blocked,
+                "memory": self.memory, "notes": self.notes}
 
 
 def measure(b: Bench) -> dict:
+    engine_said = private_engine(b) if b.engine_sock else ""  # scripts/bench-engine.sh run ports
     b.ensure_networks()
     run = Ports(b)
     run.servers_up()
@@ -280,4 +154,4 @@ def measure(b: Bench) -> dict:
         run.with_10000(rep)
         run.port_add_rm()
     run.servers_down()
-    return run.result()
+    return {**run.result(), **({"engine": engine_said} if engine_said else {})}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, swarm
+from . import docker_run, iperf3, lan, lan_run, limits, metrics, ports, protocol, proxy_off, recovery, scale, swarm
 from .fmt import fmt
 from .page import Page
 
@@ -38,6 +38,7 @@ PARTS = [  # in the report's order
     Part("swarm", "8. A swarm: task start and node-to-node throughput", swarm.render, swarm.headline),
     Part("metrics", "9. Metrics: the cost of a /metrics scrape", metrics.render, metrics.headline),
     Part("limits", "10. Bandwidth limits: accuracy (iperf3, TCP)", limits.render, limits.headline),
+    Part("scale", "11. Many containers on one network", scale.render, scale.headline),
 ]
 # the headlines' order (what a user feels first); a part not named here follows, in the report's order
 HEADLINE_ORDER = ("docker_run", "ports", "iperf3", "lan", "lan_run", "limits", "ports_proxy_off", "recovery", "protocol",
@@ -65,9 +66,11 @@ def header(page: Page) -> None:
     page.table(["", ""], [
         ["machine", f"{m.get('nproc')} CPUs ({m.get('cpu', '')}), {m.get('ram_gib', 0):.1f} GiB RAM"],
         ["kernel", f"{m.get('kernel')} (`uname -r`)"],
-        ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default; section 7: off)"],
+        ["Docker", f"{m.get('docker')} (`/usr/bin/docker`, userland proxy on: the default; section 7: off)"
+         + "".join(f"; section {n}: {r['sections'][k]['engine'].split(',')[0]} of the bench's own"
+                   for n, k in (("3", "ports"), ("7", "ports_proxy_off")) if r["sections"].get(k, {}).get("engine"))],
         ["pynet", f"{m.get('pynet')}, default settings (log level info), state on disk (/var/lib)"],
-        ["tools", f"Python {m.get('python')}, {m.get('iperf3', '')}"],
+        ["tools", f"Python {m.get('python')}, {m.get('iperf3', '')}" + (f", {m['wrk']}" if m.get("wrk") else "")],
         ["load average", f"{_load(r.get('load_start'))} at start, {_load(r.get('load_end'))} at end"],
         ["section times", ", ".join(f"{k} {v:.0f} s" for k, v in r.get("durations_s", {}).items())],
     ])
@@ -105,6 +108,21 @@ def section(page: Page, part: Part) -> None:
         page.add((part.not_run and part.not_run(page)) or "Not measured in this run (see Errors).")
 
 
+def load_note(r: dict) -> str:
+    """What bounds the connection rates of sections 3 and 7 (wrk, or the Python client before it)."""
+    wrk = [k for k in ("ports", "ports_proxy_off") if r["sections"].get(k, {}).get("load")]
+    old = [k for k in ("ports", "ports_proxy_off") if r["sections"].get(k) and k not in wrk]
+    out = []
+    if wrk:
+        out.append("The load is wrk on one CPU and the server on the other, so absolute rates are bounded by this "
+                   "machine's kernel TCP path on 2 CPUs (the a′ tables say which side ran out first); the ratios "
+                   "are the point.")
+    if old:
+        out.append(f"Section{'s' if len(old) > 1 else ''} {' and '.join(old)}: measured before wrk, with one "
+                   "Python client process, which bounded the absolute rates (~7.5k/s); the ratios are the point.")
+    return " ".join(out)
+
+
 def footer(page: Page) -> None:
     r = page.r
     page.add("## Daemon memory along the run")
@@ -115,13 +133,14 @@ def footer(page: Page) -> None:
         "that is 20,000 `docker-proxy` processes (one per port and address family). 1,000 ports took "
         "the times in table 3b and the memory in 3c; 10,000 would be about ten times that (minutes to "
         "publish, several more to remove, ten times the proxies' memory) and would disturb others' tests on this "
-        "machine, so Docker is capped at 1,000.",
+        "machine, so Docker is capped at 1,000 there" + ("; with the proxy off (section 7) it is measured at 10,000."
+                                                           if "10000" in r["sections"].get("ports_proxy_off", {})
+                                                           .get("rate", {}) else "."),
         *([] if r["sections"].get("ports_proxy_off") else [
             "Docker with `--userland-proxy=false` (section 7): restarts dockerd, so only with `--proxy-off` "
             "(full `make bench`); `make bench QUICK=1` skips it."]),
         "Published-port connection rates are for TCP connects from the host itself (through the "
-        "OUTPUT/`dnat_out` path); a LAN client (PREROUTING path) is not measured. The client is one "
-        "Python process, so absolute rates are bounded by it on 2 CPUs; the ratios are the point.",
+        "OUTPUT/`dnat_out` path); a LAN client (PREROUTING path) is not measured. " + load_note(r),
         "The protocol figures are pynet alone (Docker's bridge driver is in-process: it has no "
         "socket to compare with); `Plugin.Activate` is the floor of an HTTP round trip.",
         "UDP and IPv6 throughput, `--internal`, transparent with DHCP (`--ipam-driver pynet`), VLAN "

@@ -17,6 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import engine
 from lib import DOCKER, TAG, Netns, sh, wait_for
 
 D28 = Path("/var/cache/pynet/engines/docker28")
@@ -45,14 +46,17 @@ class PrivateEngine:
     def start(self, *flags: str) -> "PrivateEngine":
         for d in (self.run_dir / "exec", self.var_dir / "data"):
             d.mkdir(parents=True, exist_ok=True)
+        # In the host's mount namespace: a session on Docker 28 has its own /sys, without the cgroup
+        # mounts runc needs (tests/engine.py). nsenter opens the netns path before it switches.
+        cmd, fds = engine.with_host_mounts(
+            ["nsenter", f"--net=/run/netns/{self.ns.name}", "--", self.dockerd, "-H", f"unix://{self.sock}",
+             "--pidfile", str(self.pidfile), "--data-root", str(self.var_dir / "data"),
+             "--exec-root", str(self.run_dir / "exec"), "--containerd-namespace", self.cgroup,
+             "--containerd-plugins-namespace", f"{self.cgroup}-plugins", "--cgroup-parent", f"/{self.cgroup}",
+             "--shutdown-timeout", "1", *self.extra, *flags])
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{self.ns.name}", "--", self.dockerd, "-H", f"unix://{self.sock}",
-                 "--pidfile", str(self.pidfile), "--data-root", str(self.var_dir / "data"),
-                 "--exec-root", str(self.run_dir / "exec"), "--containerd-namespace", self.cgroup,
-                 "--containerd-plugins-namespace", f"{self.cgroup}-plugins", "--cgroup-parent", f"/{self.cgroup}",
-                 "--shutdown-timeout", "1", *self.extra, *flags],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, pass_fds=fds)
         wait_for(lambda: self.docker("info", check=False).returncode == 0, timeout=60, interval=0.25,
                  what=f"private dockerd on {self.sock} ({self.log})")
         return self
@@ -95,22 +99,14 @@ class PrivateEngine:
             for net in self.docker("network", "ls", "-q", "--filter", "type=custom", check=False).stdout.split():
                 self.docker("network", "rm", net, check=False)
         self.stop()
+        # Whatever dockerd left mounted below its roots (overlay, shm, netns files) goes first, then
+        # its empty cgroups (v2, and v1 hierarchies): where dockerd ran, in the host's mount namespace.
+        script = (f"for root in {self.var_dir} {self.run_dir}; do"
+                  " findmnt -rno TARGET | grep \"^$root/\" | sort -r | xargs -r -n1 umount -l; done;"
+                  f" for base in /sys/fs/cgroup/{self.cgroup} /sys/fs/cgroup/*/{self.cgroup}; do"
+                  " [ -d \"$base\" ] && find \"$base\" -depth -type d -exec rmdir {} + 2>/dev/null; done; true")
+        cmd, fds = engine.with_host_mounts(["sh", "-c", script])
+        subprocess.run(cmd, pass_fds=fds, capture_output=True, timeout=60)
         for root in (self.var_dir, self.run_dir):
-            # Whatever dockerd left mounted below its roots (overlay, shm, netns files) goes first.
-            mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-                      if line.split()[1].startswith(str(root))]
-            for m in sorted(mounts, key=len, reverse=True):
-                sh("umount", "-l", m, check=False)
             shutil.rmtree(root, ignore_errors=True)
-        cg = Path("/sys/fs/cgroup")
-        for base in [*cg.glob(self.cgroup), *cg.glob(f"*/{self.cgroup}")]:  # cgroup v2, and v1 hierarchies
-            for d in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(str(p)), reverse=True):
-                try:
-                    d.rmdir()  # an empty cgroup goes; its control files are not files to delete
-                except OSError:
-                    pass
-            try:
-                base.rmdir()
-            except OSError:
-                pass
         self.ns.close()

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 import iperf
+from engine import SOCKET as ENGINE_SOCKET
 from conftest import IMAGE
 from lib import DOCKER, DRIVER, NS_PREFIX, PREFIX, PYNET, TABLE, Daemon, docker, request, sh, wait_for
 from private_engine import PrivateEngine
@@ -120,7 +121,7 @@ def test_driver_opts_at_container_create(nets, ctrs, daemon):
     body = {"Image": IMAGE, "Cmd": ["sleep", "600"], "Labels": {"pynet-test": os.environ["PYNET_TEST_TAG"]},
             "HostConfig": {"NetworkMode": net},
             "NetworkingConfig": {"EndpointsConfig": {net: {"DriverOpts": {"egress_rate": "5mbit"}}}}}
-    status, doc = request("/var/run/docker.sock", "POST", f"/v1.41/containers/create?name={name}",
+    status, doc = request(ENGINE_SOCKET, "POST", f"/v1.41/containers/create?name={name}",
                           json.dumps(body).encode(), {"Content-Type": "application/json"})
     assert status == 201, doc
     ctrs.made.append(name)

@@ -351,7 +351,7 @@ def test_pynet_lan_mode_across_nodes(bed, mode):
         bed.docker(1, "service", "update", "-d", "--replicas-max-per-node", "2", svc)
         bed.docker(1, "node", "update", "--availability", "drain", f"{NAME}-n2")
         tasks = bed.converge(svc, lambda c: c[2] == 0 and sum(c.values()) == n, net)
-        wait_for(lambda: not bed.pynet_left(2), timeout=30, what="node 2 drained: nothing of pynet left")
+        wait_for(lambda: empty(bed.pynet_left(2)), timeout=30, what="node 2 drained: nothing of pynet left")
         for _, cid, ip in tasks:
             assert bed.client_ping(ip) and PAGE in bed.client_fetch(ip)
         bed.docker(1, "node", "update", "--availability", "active", f"{NAME}-n2")
@@ -362,7 +362,7 @@ def test_pynet_lan_mode_across_nodes(bed, mode):
         bed.docker(1, "node", "update", "--availability", "active", f"{NAME}-n2", check=False)
         bed.remove(services=[svc], swarm_nets=[net], config_nets=[cfg])
     for node in NODES:
-        wait_for(lambda: not bed.pynet_left(node), timeout=30, what=f"node {node}: nothing of pynet left")
+        wait_for(lambda: empty(bed.pynet_left(node)), timeout=30, what=f"node {node}: nothing of pynet left")
 
 
 def test_pynet_service_discovery_across_nodes(bed):
@@ -406,10 +406,18 @@ def overlay_network(bed, name: str, *opts: str) -> None:
     assert p.returncode == 0, p.stderr
 
 
-def overlay_left(bed, node: int) -> list[str]:
+def empty(left: list) -> bool:
+    """For wait_for: True when nothing is left; otherwise what is left becomes the timeout's message."""
+    if left:
+        raise AssertionError(f"left: {left}")
+    return True
+
+
+def overlay_left(bed, node: int, allocations: bool = True) -> list[str]:
     """What the global-scope pynet still has on NODE: networks in its state (and their files), po-*
     links (bridges, vxlan ports, veths), elements in its nft sets, its DOCKER-USER accepts, and on
-    the manager the allocations of swarm networks."""
+    the manager the allocations of swarm networks (unless not ALLOCATIONS: a network that still
+    exists in the swarm keeps its allocation on the manager, tasks there or not)."""
     left = bed.pynet_left(node, OVERLAY, "po-")
     for family in ("inet", "bridge"):
         out = bed.netns(node, "nft", "-j", "list", "table", family, "pynet_global").stdout or "{}"
@@ -423,7 +431,8 @@ def overlay_left(bed, node: int) -> list[str]:
         left.append("DOCKER-USER accepts po-*")
     files = list(Path(f"{VAR}/n{node}/state-{OVERLAY}/global/networks").glob("*.json"))
     left += [f"state file {f.name}" for f in files]
-    left += [f"allocation of {net_id}" for net_id in overlay_status(bed, node)["cluster"]["allocations"]]
+    if allocations:
+        left += [f"allocation of {net_id}" for net_id in overlay_status(bed, node)["cluster"]["allocations"]]
     return left
 
 
@@ -481,7 +490,7 @@ def test_pynet_overlay_across_nodes(bed):
         (node, cid, ip), = bed.converge(rsvc, lambda c: sum(c.values()) == 1, net)
         for n in NODES:
             if n != node:
-                wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1,
+                wait_for(lambda: empty(overlay_left(bed, n, allocations=False)), timeout=30, interval=1,
                          what=f"node {n} without tasks: nothing of the overlay left")
         assert bed.texec(node, cid, f"ping -c1 -W2 {ROUTER}").returncode == 0
     finally:
@@ -489,7 +498,7 @@ def test_pynet_overlay_across_nodes(bed):
         server.communicate()
         bed.remove(services=[svc, rsvc], swarm_nets=[net])
     for n in NODES:
-        wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
+        wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
 
 
 def test_pynet_overlay_refusals(bed):
@@ -597,7 +606,7 @@ def test_pynet_overlay_plugin_upgrade_one_node(bed):
         shutil.rmtree(ROOT / "build/plugin-v2", ignore_errors=True)
         bed.remove(services=[svc], swarm_nets=[net])
     for n in NODES:
-        wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
+        wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
 
 
 def test_swarm_leave_leaves_nothing(bed):
@@ -611,7 +620,7 @@ def test_swarm_leave_leaves_nothing(bed):
         bed.converge(svc, EACH, net)
         assert overlay_left(bed, 3), "node 3 has the network before it leaves"
         bed.docker(3, "swarm", "leave", timeout=120)
-        wait_for(lambda: not overlay_left(bed, 3) and not bed.pynet_left(3), timeout=60, interval=1,
+        wait_for(lambda: empty(overlay_left(bed, 3) + bed.pynet_left(3)), timeout=60, interval=1,
                  what="node 3 left the swarm: nothing of pynet (either alias) left on it")
         left = [line for line in sh("ip", "-n", bed.ns(3), "-d", "link", "show").stdout.splitlines() if "vxlan" in line]
         assert not left, left
@@ -621,4 +630,4 @@ def test_swarm_leave_leaves_nothing(bed):
         bed.remove(services=[svc], swarm_nets=[net])
         bed.rejoin(3)
     for n in NODES:
-        wait_for(lambda: not overlay_left(bed, n), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
+        wait_for(lambda: empty(overlay_left(bed, n)), timeout=30, interval=1, what=f"node {n}: nothing of pynet left")
