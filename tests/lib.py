@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
@@ -165,7 +166,11 @@ def free_socket_path() -> str:
     return f"/run/docker/plugins/{DRIVER}.sock"
 
 
-RETIRED_GROUP = 0x504E5A  # plugin/pynet/kernel/reaper.py: links a DeleteEndpoint/DeleteNetwork took out of service
+def retired_groups(prefix: str) -> tuple[int, int]:
+    """The netdev groups of the links (and bridges) that the daemon with link prefix `prefix` retired
+    (plugin/pynet/kernel/reaper.py: retired_group; the same formula, not imported: tests see the wire)."""
+    g = 0x50000000 | (zlib.crc32(prefix.encode()) & 0x0FFFFFFE)
+    return g, g + 1
 
 
 def _named(out: str, prefix: str) -> list[str]:
@@ -173,15 +178,17 @@ def _named(out: str, prefix: str) -> list[str]:
 
 
 def reaped(prefix: str = PREFIX, netns: str | None = None, timeout: float = 6.0) -> None:
-    """Waits (at most `timeout`) for this daemon's retired links (down, in RETIRED_GROUP) to be unregistered:
-    its reaper does that in the background, within MAX_WAIT (2 s) of the call. Other sessions' retired links
-    are not waited for; a killed daemon's stay (until its next start), and are then listed like any link."""
-    cmd = ["ip", "-o", "link", "show", "group", str(RETIRED_GROUP)]
+    """Waits (at most `timeout`) for this daemon's retired links (down, in its retired groups) to be
+    unregistered: its reaper does that in the background, within MAX_WAIT (2 s) of the call, bridges one
+    at a time. Other sessions' are in other groups; a killed daemon's stay (until its next start), and are
+    then listed like any link."""
+    cmds = [["ip", "-o", "link", "show", "group", str(g)] for g in retired_groups(prefix)]
     if netns is not None:
-        cmd[1:1] = ["-n", netns]
+        for cmd in cmds:
+            cmd[1:1] = ["-n", netns]
     deadline = time.monotonic() + timeout
     while True:
-        left = _named(sh(*cmd, check=False).stdout, prefix)
+        left = [n for cmd in cmds for n in _named(sh(*cmd, check=False).stdout, prefix)]
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.05)

@@ -80,7 +80,7 @@ async def serve(cfg: Config) -> None:
     from .kernel.links import Links
     from .kernel.nft import Nft
 
-    links = Links()
+    links = Links(cfg.link_prefix)
     await links.open()
     # PYNET_STORE_VERIFY=1 (tests): every save is read back and compared with memory.
     driver = Driver(cfg, Store(cfg.state_dir, verify=os.environ.get("PYNET_STORE_VERIFY") == "1"), links, Nft())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lib import PREFIX, TABLE
+from lib import PREFIX, TABLE, sh
 from nslib import new_id, network_body, pynet_cli
 
 
@@ -91,3 +91,36 @@ def test_cli_lists_the_daemons_networks(host):
     (net,) = json.loads(p.stdout)
     assert (net["id"], net["mode"], net["subnets"], net["gateways"]) == (net_id, "nat", ["10.37.0.0/24"],
                                                                          ["10.37.0.1/24"])
+
+
+def test_a_network_made_while_another_is_removed_takes_its_bridge_made_new(host):
+    """DeleteNetwork retires the bridge (down, renamed, no address); a CreateNetwork before it is
+    unregistered takes it instead of making one (kernel/retire.py reuse_bridge): nothing of the old
+    network may show through, and it must work as a new bridge does."""
+    sh("ip", "netns", "exec", host.ns.name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+    try:
+        old_id = new_id()
+        generic = {"com.docker.network.driver.mtu": "1400"}
+        host.ok("/NetworkDriver.CreateNetwork", network_body(old_id, 41, generic=generic, v6="fd00:41::/64"))
+        old = host.networks()[old_id]["bridge"]
+        old_index = host.link(old)["ifindex"]
+        old_mac = host.link(old)["address"]
+        host.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": old_id})
+        net = host.create_network(42)  # at once: the retired bridge is still registered
+        link = json.loads(sh("ip", "-n", host.ns.name, "-j", "-d", "link", "show", "dev", net.bridge).stdout)[0]
+        assert link["ifindex"] == old_index, "the retired bridge was not reused (test premise)"
+        assert link["mtu"] == 1500 and link["address"] != old_mac
+        assert link["ifalias"] == f"pynet:{TABLE}:{net.id}" and link.get("group") in ("default", 0, "0")
+        assert "UP" in link["flags"]
+        assert sorted(a for a in host.addrs(net.bridge) if not a.startswith("fe80")) == ["10.42.0.1/24"]
+        # IPv6 as a new bridge would have it (the namespace's default, set to off above), not on as the old one's
+        assert host.sysctl(f"net.ipv6.conf.{net.bridge}.disable_ipv6") == "1"
+        assert host.sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet") == "1"
+        assert host.link(old) is None
+        ctr = host.run_container(net, 2)
+        assert ctr.ping(net.gateway)
+        host.remove_container(ctr)
+        host.delete_network(net)
+        assert host.links() == []
+    finally:
+        sh("ip", "netns", "exec", host.ns.name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0")

@@ -31,14 +31,15 @@ RECYCLE_AFTER = 2000  # netlink requests per AsyncIPRoute socket
 
 
 class Links(RouteOps, TcOps, RetireOps):
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "pn-") -> None:
+        self.prefix = prefix  # the daemon's link prefix: its retired groups and tombstone names
         self._ipr: AsyncIPRoute | None = None
         # pyroute2 matches replies by sequence number, but one request at a time
         # keeps error attribution simple; each request is sub-millisecond.
         self._lock = asyncio.Lock()
         self._tc_lock = asyncio.Lock()  # a tc change is several requests (look, then change): one at a time
         self._calls = 0
-        self.reaper = Reaper()
+        self.reaper = Reaper(prefix)
 
     async def open(self) -> None:
         fix_mmap_threshold()
@@ -122,12 +123,14 @@ class Links(RouteOps, TcOps, RetireOps):
         link = await self.get(name)
         created = False
         if link is None:
+            link = await self.reuse_bridge(name, alias, mtu, ipv6, mac)
+            created = True
+        if link is None:
             kw = {"mtu": mtu} if mtu else {}
             # No STP, no forward delay: ports forward at once, as Docker's bridge does.
             await self._call(f"create bridge {name}", "link", "add", ifname=name, kind="bridge",
                              br_stp_state=0, br_forward_delay=0, **kw)
             link = await self.get(name)
-            created = True
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
         else:

@@ -19,22 +19,31 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
+import zlib
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
 
-RETIRED_GROUP = 0x504E5A  # "PNZ": the netdev group of links pynet has retired, and only those
 IDLE = 0.2  # seconds without a netlink request on the loop's socket before retired links go
 MAX_WAIT = 2.0  # ... or this long after the first of them was retired, whatever comes first
+STEP_GAP = 0.02  # seconds between two bridges unregistered under load: the loop's requests get the RTNL lock
 log = logging.getLogger("pynet.links")
 
 
+def retired_group(prefix: str) -> int:
+    """The netdev group of the links the daemon with link prefix `prefix` has retired (even), and
+    only those; its retired bridges are in the group + 1. Never 0 (every link's default group)."""
+    return 0x50000000 | (zlib.crc32(prefix.encode()) & 0x0FFFFFFE)
+
+
 class Reaper:
-    def __init__(self, idle: float = IDLE, max_wait: float = MAX_WAIT):
+    def __init__(self, prefix: str = "pn-", idle: float = IDLE, max_wait: float = MAX_WAIT):
         self.idle, self.max_wait = idle, max_wait
+        self.group = retired_group(prefix)  # retired links; retired bridges: self.group + 1
         self.pending: set[str] = set()  # retired, not yet unregistered (their names are still taken)
+        self.bridges: list[str] = []  # the retired bridges among them, oldest first
         self.last_request = 0.0  # loop time of the loop socket's last request (Links sets it)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pynet-reaper")
         self._ipr: IPRoute | None = None  # made and used in the worker thread only
@@ -45,6 +54,8 @@ class Reaper:
     async def delete(self, name: str) -> None:
         """Unregister `name` now (awaited; the loop keeps serving other calls meanwhile)."""
         self.pending.discard(name)
+        if name in self.bridges:
+            self.bridges.remove(name)
         await self._run(self._delete, name)
 
     async def take(self, name: str) -> None:
@@ -53,17 +64,46 @@ class Reaper:
         if name in self.pending or name in self._reaping:
             await self.delete(name)
 
-    def retired(self, *names: str) -> None:
-        self.pending.update(n for n in names if n)
+    def retired(self, *names: str, bridge: bool = False) -> None:
+        names = tuple(n for n in names if n)
+        self.pending.update(names)
+        if bridge:
+            self.bridges.extend(names)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._when_idle())
 
+    def reuse(self) -> str | None:
+        """The newest retired bridge not being unregistered, handed over (no longer this reaper's), or None."""
+        if not self.bridges:
+            return None
+        name = self.bridges.pop()
+        self.pending.discard(name)
+        return name
+
     async def settle(self) -> None:
-        """Every retired link unregistered now, this daemon's and any an earlier run left in the group."""
-        batch, self.pending = set(self.pending), set()
+        """Every retired link unregistered now, this daemon's and any an earlier run left in its groups
+        (bridges too, in one request: for start-up, shut-down and callers that need it all gone)."""
+        batch, self.pending, self.bridges = set(self.pending), set(), []
         self._reaping |= batch
         try:
-            await self._run(self._reap, batch)
+            await self._run(self._reap, batch, (self.group, self.group + 1))
+        finally:
+            self._reaping -= batch
+
+    async def step(self) -> None:
+        """One bounded piece of the background work: every retired link but the bridges (one request,
+        one barrier outside the RTNL lock), else the oldest retired bridge alone."""
+        if len(self.pending) > len(self.bridges):
+            batch = self.pending - set(self.bridges)
+            self.pending -= batch
+            groups = (self.group,)
+        else:
+            batch = {self.bridges.pop(0)}
+            self.pending -= batch
+            groups = ()
+        self._reaping |= batch
+        try:
+            await self._run(self._reap, batch, groups)
         finally:
             self._reaping -= batch
 
@@ -91,10 +131,16 @@ class Reaper:
                 await asyncio.sleep(min(self.idle - quiet, first + self.max_wait - now) + 0.001)
                 continue
             try:
-                await self.settle()
+                await self.step()
             except KernelError as e:
                 log.warning("retired links not unregistered", extra={"fields": {"error": str(e)}})
-            first = loop.time()
+            if loop.time() - self.last_request < self.idle:
+                await asyncio.sleep(STEP_GAP)  # under load: the loop's requests first
+            if self.pending and len(self.pending) == len(self.bridges) and self.bridges and not self._overdue(first):
+                first = loop.time()  # bridges only: next one when idle again, or MAX_WAIT from now
+
+    def _overdue(self, first: float) -> bool:
+        return asyncio.get_running_loop().time() - first >= self.max_wait
 
     # ------------------------------------------------------------ the worker thread's side
     def _sock(self) -> IPRoute:
@@ -116,18 +162,22 @@ class Reaper:
         except OSError as e:
             raise KernelError(f"delete {name}: {e}") from None
 
-    def _reap(self, names: set[str]) -> None:
-        """One RTM_DELLINK for the whole group (every retired link is in it); one by one only if the
-        kernel refuses that (a device of someone else's in the group that cannot be deleted so)."""
-        try:
-            self._sock().link("del", group=RETIRED_GROUP)
+    def _reap(self, names: set[str], groups: tuple[int, ...]) -> None:
+        """One RTM_DELLINK per group in `groups` (every retired link is in one of them); `names` one by
+        one when there is no group to send, or the kernel refuses a group delete (a device in the group
+        that cannot be deleted so)."""
+        refused = not groups
+        for group in groups:
+            try:
+                self._sock().link("del", group=group)
+            except NetlinkError as e:
+                if e.code != errno.ENODEV:  # ENODEV: nothing in the group
+                    refused = True
+                    log.warning("retired links unregistered one by one", extra={"fields": {"error": str(e)}})
+            except OSError as e:
+                raise KernelError(f"unregister retired links: {e}") from None
+        if not refused:
             return
-        except NetlinkError as e:
-            if e.code == errno.ENODEV:  # nothing in the group
-                return
-            log.warning("retired links unregistered one by one", extra={"fields": {"error": str(e)}})
-        except OSError as e:
-            raise KernelError(f"unregister retired links: {e}") from None
         errors = []
         for name in sorted(names):
             try:

@@ -2,7 +2,7 @@
 
 What Docker waits on (DeleteEndpoint, DeleteNetwork) must not wait for the kernel's RCU barrier of an
 unregister (17-34 ms per batch): a retired link is down at once, so it carries nothing, its bridge
-forgets its MACs and its routes go; it sits in RETIRED_GROUP until the reaper unregisters the group.
+forgets its MACs and its routes go; it sits in the daemon's retired group until the reaper unregisters it (kernel/reaper.py).
 A crash before that leaves it there: the next start unregisters the group (reconcile), and links
 carrying pynet's alias that belong to nothing are leftovers anyway.
 """
@@ -15,19 +15,37 @@ import itertools
 import os
 
 from ..errors import KernelError
-from .reaper import RETIRED_GROUP
+from .linkinfo import LinkInfo, info, sysctl_quiet
+
+DEFAULT_MTU = 1500  # a new bridge's (without ports)
+
+
+def random_mac() -> str:
+    """Locally administered, unicast: what the kernel gives a new bridge, but fixed (a reused bridge
+    must not keep the MAC of the network it served)."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 _tombs = itertools.count(1)
 
 
 class RetireOps:
-    """Needs `get(name)`, `_call(what, method, ...)` and `reaper` from the class it is mixed into."""
+    """Needs `get(name)`, `_call(what, method, ...)`, `prefix` and `reaper` from the class it is mixed into."""
 
     async def retire(self, name: str, peer: str = "") -> None:
         """Out of service now (one request: down, into the retired group), unregistered later in the
         background; `peer` (a veth's other end) goes with it. Its bridge forgets its MACs and its
         routes go at once; a name asked for again meanwhile is freed first (get)."""
-        if await self._call(f"retire {name}", "link", "set", ifname=name, state="down", group=RETIRED_GROUP,
+        if await self._call(f"retire {name}", "link", "set", ifname=name, state="down", group=self.reaper.group,
                             ok_errnos=(errno.ENODEV,)) is not None:
             self.reaper.retired(name, peer)
 
@@ -37,19 +55,49 @@ class RetireOps:
         link = await self.get(name)
         if link is None:
             return
-        tomb = f"pnz{os.getpid() % 100000}.{next(_tombs)}"[:15]
-        kw = dict(index=link.index, state="down", group=RETIRED_GROUP)
+        tomb = self.tomb_name()
+        kw = dict(index=link.index, state="down", group=self.reaper.group + 1)
         try:
             await self._call(f"retire {name}", "link", "set", ifname=tomb, **kw)
         except KernelError:  # kernels before 6.2 rename no link that is up
             await self._call(f"retire {name}", "link", "set", **kw)
             await self._call(f"retire {name}", "link", "set", index=link.index, ifname=tomb)
-        self.reaper.retired(tomb)
+        self.reaper.retired(tomb, bridge=True)
         for cidr in addrs:
             ip = ipaddress.ip_interface(cidr)
             await self._call(f"remove address {cidr} from {name}", "addr", "del", index=link.index,
                              address=str(ip.ip), prefixlen=ip.network.prefixlen,
                              ok_errnos=(errno.EADDRNOTAVAIL, errno.ENODEV))
+
+    async def reuse_bridge(self, name: str, alias: str, mtu: int, ipv6: bool, mac: str) -> LinkInfo | None:
+        """A retired bridge not yet unregistered, made bridge `name` again (None when there is none).
+
+        Unregistering a bridge holds the host's RTNL lock for an RCU barrier (br_multicast_dev_del,
+        15-20 ms here) that every netlink request on the host waits behind; a network made while
+        another is being removed (compose down/up, CI) takes the retired one instead: renamed, out of
+        the retired group, everything ensure_bridge sets set anew (alias, MTU, MAC, IPv6 on or off).
+        It carries nothing: down, no address (retire_bridge), its old ports down and retired."""
+        tomb = self.reaper.reuse()
+        if tomb is None:
+            return None
+        msgs = await self._call(f"look up {tomb}", "link", "get", ifname=tomb, ok_errnos=(errno.ENODEV,))
+        old = info(msgs[0]) if msgs else None
+        if old is None or old.kind != "bridge":
+            return None
+        try:
+            await self._call(f"reuse {tomb} as {name}", "link", "set", index=old.index, ifname=name, group=0,
+                             ifalias=alias, mtu=mtu or DEFAULT_MTU, address=mac or random_mac())
+        except KernelError:
+            self.reaper.retired(tomb, bridge=True)  # unregistered as planned; a new bridge is made instead
+            return None
+        default = _read("/proc/sys/net/ipv6/conf/default/disable_ipv6") or "0"
+        sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0" if ipv6 else default)
+        return await self.get(name)
+
+    def tomb_name(self) -> str:
+        """A retired bridge's new name: the daemon's prefix (its leftover sweeps and the tests' know it),
+        "z", then 7 hex digits of pid and count (a name unique among this run's pending bridges)."""
+        return f"{self.prefix}z{(os.getpid() << 12 | next(_tombs) & 0xFFF) & 0xFFFFFFF:07x}"[:15]
 
     def retiring(self) -> set[str]:
         """Names of the links retired and not yet unregistered."""

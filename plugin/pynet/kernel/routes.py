@@ -6,6 +6,7 @@ ensure_* and delete_* are idempotent: "already there" and "already gone" succeed
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 
 from ..errors import KernelError
@@ -95,18 +96,28 @@ class RouteOps:
     async def default_route_dev(self) -> str:
         """The interface of the main table's IPv4 default route ("" when there is none, or it is
         unreachable/blackhole: no interface)."""
-        names = {link.index: link.name for link in await self.list()}
         for msg in await self._call("list routes", "route", "dump", family=socket.AF_INET) or []:
             if msg.get("dst_len") == 0 and msg.get("RTA_OIF") and (msg.get("RTA_TABLE") or msg.get("table")) == 254:
-                return names.get(msg.get("RTA_OIF"), "")
+                return await self._name_of(msg.get("RTA_OIF"))
         return ""
 
     async def addresses(self) -> list[tuple[str, str]]:
-        """Every (interface name, CIDR) on the host, for overlap checks."""
-        names = {link.index: link.name for link in await self.list()}
-        out = []
+        """Every (interface name, CIDR) on the host, for overlap checks and the host's own addresses;
+        IPv6 link-local ones left out (per link: they never conflict, and every veth has one). From one
+        address dump: an IPv4 address names its interface (its label); an IPv6 one's is looked up by
+        index, once each (no link dump: it grows with the host's links, 1,000 veths at 1,000 containers)."""
+        out, names = [], {}
         for msg in await self._call("list addresses", "addr", "dump"):
             addr = msg.get("IFA_ADDRESS")
-            if addr:
-                out.append((names.get(msg["index"], str(msg["index"])), f"{addr}/{msg['prefixlen']}"))
+            if not addr or (msg.get("family") == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local):
+                continue
+            index = msg["index"]
+            if index not in names:
+                label = msg.get("IFA_LABEL") if msg.get("family") == socket.AF_INET else None
+                names[index] = label.split(":")[0] if label else await self._name_of(index)
+            out.append((names[index], f"{addr}/{msg['prefixlen']}"))
         return out
+
+    async def _name_of(self, index: int) -> str:
+        msgs = await self._call(f"look up interface {index}", "link", "get", index=index, ok_errnos=(errno.ENODEV,))
+        return (msgs[0].get("IFLA_IFNAME") if msgs else None) or str(index)
