@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lib import PREFIX, TABLE, sh
+from lib import PREFIX, TABLE, retired_groups, sh
 from nslib import new_id, network_body, pynet_cli
 
 
@@ -124,3 +124,22 @@ def test_a_network_made_while_another_is_removed_takes_its_bridge_made_new(host)
         assert host.links() == []
     finally:
         sh("ip", "netns", "exec", host.ns.name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0")
+
+
+def test_retired_links_of_another_pynet_daemon_are_not_ours_to_unregister(host):
+    """Two pynet daemons on one host (the plugin and a test's, local and global scope) each retire
+    links into a group of their own (derived from the link prefix): one reaper never takes the other's."""
+    other_prefix = "po-"  # the global-scope daemon's default prefix
+    assert retired_groups(other_prefix)[0] not in retired_groups(PREFIX)
+    theirs = "po-ztest0"
+    sh("ip", "-n", host.ns.name, "link", "add", theirs, "type", "veth", "peer", "name", theirs + "p")
+    try:
+        sh("ip", "-n", host.ns.name, "link", "set", theirs, "group", str(retired_groups(other_prefix)[0]))
+        net = host.create_network(43)
+        ctr = host.run_container(net, 2)
+        host.remove_container(ctr)  # DeleteEndpoint retires the veth: our reaper's group delete follows
+        host.delete_network(net)
+        assert host.links() == []  # waits for our reaper
+        assert sh("ip", "-n", host.ns.name, "link", "show", theirs, check=False).returncode == 0
+    finally:
+        sh("ip", "-n", host.ns.name, "link", "del", theirs, check=False)

@@ -93,6 +93,8 @@ class Reaper:
     async def step(self) -> None:
         """One bounded piece of the background work: every retired link but the bridges (one request,
         one barrier outside the RTNL lock), else the oldest retired bridge alone."""
+        if not self.pending:
+            return
         if len(self.pending) > len(self.bridges):
             batch = self.pending - set(self.bridges)
             self.pending -= batch
