@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -135,6 +136,22 @@ def with_host_mounts(cmd: list[str]) -> tuple[list[str], tuple[int, ...]]:
     if not _host_ns:
         return cmd, ()
     return ["nsenter", f"--mount=/proc/self/fd/{_host_ns[1]}", "--"] + cmd, (_host_ns[1],)
+
+
+def remove_private_engine(name: str) -> None:
+    """What a test's own dockerd (tests/e2e/private_engine.py) leaves once stopped, by its NAME (its roots
+    /run/NAME and /var/lib/NAME, its cgroup NAME): the mounts below its roots (overlay, shm, netns files)
+    first, then its empty cgroups (v2, and v1 hierarchies), where dockerd ran: in the host's mount
+    namespace, as a session on Docker 28 has its own /sys (no cgroups) and mounts. Then the roots."""
+    roots = (Path("/var/lib") / name, Path("/run") / name)
+    script = (f"for root in {roots[0]} {roots[1]}; do"
+              " findmnt -rno TARGET | grep \"^$root/\" | sort -r | xargs -r -n1 umount -l; done;"
+              f" for base in /sys/fs/cgroup/{name} /sys/fs/cgroup/*/{name}; do"
+              " [ -d \"$base\" ] && find \"$base\" -depth -type d -exec rmdir {} + 2>/dev/null; done; true")
+    cmd, fds = with_host_mounts(["sh", "-c", script])
+    subprocess.run(cmd, pass_fds=fds, capture_output=True, timeout=60)
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def answers() -> bool:

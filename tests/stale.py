@@ -26,6 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from engine import remove_private_engine
 from lib import DOCKER, sh
 
 REGISTRY = Path("/run/pynet-test/sessions")
@@ -111,13 +112,11 @@ def sweep(tag: str, engine: bool = True) -> list[str]:
     for d in Path("/tmp").glob("pynet-*-state-*"):
         if stale(STATE.match(d.name)):
             shutil.rmtree(d, ignore_errors=True)
-    for d in [*Path("/run").glob("pynet-*-*"), *Path("/var/lib").glob("pynet-*-*")]:  # private engines
-        if stale(PRIVATE.match(d.name)):
-            for mnt in reversed(sh("findmnt", "-rno", "TARGET", check=False).stdout.splitlines()):
-                if mnt.startswith(f"{d}/"):
-                    sh("umount", "-l", mnt, check=False)
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(f"directory {d}")
+    private = {d.name for d in [*Path("/run").glob("pynet-*-*"), *Path("/var/lib").glob("pynet-*-*")]
+               if stale(PRIVATE.match(d.name))}
+    for name in sorted(private):  # tests/e2e/private_engine.py's roots and cgroup, by name
+        remove_private_engine(name)
+        removed.append(f"private dockerd's /run/{name}, /var/lib/{name}")
     return removed
 
 

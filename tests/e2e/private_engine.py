@@ -12,7 +12,6 @@ system dockerd (`docker save | docker load`). Everything goes at close().
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -99,14 +98,5 @@ class PrivateEngine:
             for net in self.docker("network", "ls", "-q", "--filter", "type=custom", check=False).stdout.split():
                 self.docker("network", "rm", net, check=False)
         self.stop()
-        # Whatever dockerd left mounted below its roots (overlay, shm, netns files) goes first, then
-        # its empty cgroups (v2, and v1 hierarchies): where dockerd ran, in the host's mount namespace.
-        script = (f"for root in {self.var_dir} {self.run_dir}; do"
-                  " findmnt -rno TARGET | grep \"^$root/\" | sort -r | xargs -r -n1 umount -l; done;"
-                  f" for base in /sys/fs/cgroup/{self.cgroup} /sys/fs/cgroup/*/{self.cgroup}; do"
-                  " [ -d \"$base\" ] && find \"$base\" -depth -type d -exec rmdir {} + 2>/dev/null; done; true")
-        cmd, fds = engine.with_host_mounts(["sh", "-c", script])
-        subprocess.run(cmd, pass_fds=fds, capture_output=True, timeout=60)
-        for root in (self.var_dir, self.run_dir):
-            shutil.rmtree(root, ignore_errors=True)
+        engine.remove_private_engine(self.cgroup)  # its roots and cgroup are all named so
         self.ns.close()

@@ -175,19 +175,8 @@ class Links(RouteOps, TcOps, RetireOps):
                           isolated: bool) -> bool:
         """Create a veth pair; host side enslaved to `master`. Returns True when it was created."""
         link, created = await self._veth(host, peer, mac, mtu, alias)
-        try:
-            bridge = await self.get(master)
-            if bridge is None:
-                raise KernelError(f"bridge {master} is missing")
-            await self._call(f"attach {host} to {master}", "link", "set", index=link.index, master=bridge.index,
-                             ifalias=alias, state="up")
-            # hairpin: a container may reach its own published port through a host address.
-            await self._call(f"set bridge port flags on {host}", "brport", "set", index=link.index,
-                             isolated=1 if isolated else 0, mode=1)  # IFLA_BRPORT_MODE = hairpin
-        except BaseException:
-            if created:
-                await self.delete(host)
-            raise
+        # hairpin: a container may reach its own published port through a host address.
+        await self._bridge_port(link, created, master, alias, isolated, hairpin=True)
         return created
 
     async def ensure_macvlan(self, name: str, parent: str, mac: str, mode: str, mtu: int, alias: str) -> bool:
@@ -269,16 +258,23 @@ class Links(RouteOps, TcOps, RetireOps):
                              vxlan_port=port, vxlan_learning=1, ifalias=alias, **kw)
             link = await self.get(name)
             created = True
+        await self._bridge_port(link, created, master, alias, isolated, hairpin=False)
+        return created
+
+    async def _bridge_port(self, link: LinkInfo, created: bool, master: str, alias: str, isolated: bool,
+                           hairpin: bool) -> None:
+        """LINK as an up port of bridge MASTER (isolated or not, hairpin or not); a LINK just created
+        (CREATED) is deleted when that fails."""
         try:
             bridge = await self.get(master)
             if bridge is None:
                 raise KernelError(f"bridge {master} is missing")
-            await self._call(f"attach {name} to {master}", "link", "set", index=link.index, master=bridge.index,
-                             ifalias=alias, state="up")
-            await self._call(f"set bridge port flags on {name}", "brport", "set", index=link.index,
-                             isolated=1 if isolated else 0)
+            await self._call(f"attach {link.name} to {master}", "link", "set", index=link.index,
+                             master=bridge.index, ifalias=alias, state="up")
+            flags = {"mode": 1} if hairpin else {}  # IFLA_BRPORT_MODE = hairpin
+            await self._call(f"set bridge port flags on {link.name}", "brport", "set", index=link.index,
+                             isolated=1 if isolated else 0, **flags)
         except BaseException:
             if created:
-                await self.delete(name)
+                await self.delete(link.name)
             raise
-        return created
