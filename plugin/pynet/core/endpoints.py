@@ -9,6 +9,7 @@ body): the next start finishes them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 
@@ -22,9 +23,14 @@ from .undo import Undo
 log = logging.getLogger("pynet.endpoints")
 
 
-def _same_address(a: Endpoint, b: Endpoint) -> bool:
-    return any(x and y and ipaddress.ip_interface(x).ip == ipaddress.ip_interface(y).ip
-               for x, y in ((a.ipv4, b.ipv4), (a.ipv6, b.ipv6)))
+@functools.lru_cache(maxsize=16384)
+def _ip(cidr: str):
+    """An address parsed once (~3 us each: every CreateEndpoint compares with the whole network)."""
+    return ipaddress.ip_interface(cidr).ip
+
+
+def _addresses(ep: Endpoint) -> set:
+    return {_ip(x) for x in (ep.ipv4, ep.ipv6) if x}
 
 
 class Endpoints(Part):
@@ -73,8 +79,9 @@ class Endpoints(Part):
     async def _refuse_or_evict(self, net: Network, ep: Endpoint) -> None:
         """Another endpoint with its address or MAC: a ghost is replaced, a live one refuses the new."""
         mode = self.modes[net.mode]
+        mine = _addresses(ep)  # every endpoint of the network is compared: each address parsed once (_ip)
         for other in list(net.endpoints.values()):
-            same_ip = _same_address(ep, other)
+            same_ip = (other.ipv4 and _ip(other.ipv4) in mine) or (other.ipv6 and _ip(other.ipv6) in mine)
             if not same_ip and other.mac != ep.mac:
                 continue
             state = await mode.endpoint_state(net, other)
