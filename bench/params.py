@@ -2,6 +2,7 @@
 
 PARAMS = {
     "proto_cycles": (200, 1000),
+    "proto_paced_cycles": (40, 150),  # section 1, again with a pause between cycles (PACE_S)
     "rss_every": (50, 100),
     "run_rounds": (5, 20),
     "par_rounds": (2, 5),

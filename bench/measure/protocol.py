@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 SUBNET = "10.251.100"
 HOST_PORT = 17300
+PACE_S = 0.3  # between two cycles of the paced run: a `docker run` loop's pace (~0.3-0.5 s a container)
 
 
 def cycle(net_id: str, ep_id: str) -> list[tuple[str, dict]]:
@@ -47,6 +48,13 @@ def measure(b: Bench) -> dict:
     time.sleep(1)
     rss_after = b.d.rss()
     b.rss_mark(f"after {n} protocol cycles")
+    paced: dict[str, list[float]] = {}
+    for _ in range(b.p["proto_paced_cycles"]):
+        time.sleep(PACE_S)  # the calls of one cycle back-to-back, as Docker sends them; a pause between
+        for key, body in cycle(new_id(), new_id()):
+            path = "/Plugin.Activate" if key == "Plugin.Activate" else f"/NetworkDriver.{key}"
+            paced.setdefault(key, []).append(b.d.timed(path, body) * 1000)
+    time.sleep(3)  # the reaper's MAX_WAIT: links retired by the last cycles are unregistered
     leftovers = b.d.status().get("leftovers_now")
     return {"cycles": n, "latency_ms": lat, "rss": rss, "rss_after_settle": rss_after, "wall_s": wall,
-            "leftovers": leftovers}
+            "leftovers": leftovers, "paced_ms": paced, "pace_s": PACE_S}
