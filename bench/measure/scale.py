@@ -16,21 +16,29 @@ from .lan_run import calls_ms, log_size
 if TYPE_CHECKING:
     from runner import Bench
 
-NETS = {"pynet nat": (DRIVER, "10.252.0.0/21"), "docker bridge": ("bridge", "10.252.8.0/21")}
+NETS = {"pynet nat": (DRIVER, 0), "docker bridge": ("bridge", 1)}
 NET = f"{NAME}-scale"
+
+
+def net_of(key: str, level: int) -> tuple[str, str]:
+    """A network name and a /21 of its own for each turn: one Docker would not let go (below) must not
+    void the turns after it."""
+    driver, k = NETS[key]
+    return f"{NET}-{'p' if driver == DRIVER else 'b'}{level}", f"10.252.{8 * (2 * (level // 1000) + k)}.0/21"
 EDGE = 20  # containers at each end whose calls are compared
 
 
 def turn(b: Bench, key: str, n: int) -> dict:
-    driver, subnet = NETS[key]
-    docker("network", "create", "-d", driver, "--label", LABEL, "--subnet", subnet, NET)
+    driver = NETS[key][0]
+    net, subnet = net_of(key, n)
+    docker("network", "create", "-d", driver, "--label", LABEL, "--subnet", subnet, net)
     ids: list[str] = []
     try:
         mark = mark_last = log_size(b)
         first: dict[str, list[float]] = {}
         t0 = time.perf_counter()
         for i in range(n):
-            ids.append(docker("run", "-d", "--label", LABEL, "--net", NET, IMAGE, "sleep", "3600").stdout.strip())
+            ids.append(docker("run", "-d", "--label", LABEL, "--net", net, IMAGE, "sleep", "3600").stdout.strip())
             if i == EDGE - 1:
                 first = calls_ms(b, mark)
             if i == n - EDGE - 1:
@@ -46,7 +54,7 @@ def turn(b: Bench, key: str, n: int) -> dict:
     finally:
         if ids:
             docker("rm", "-f", *ids, check=False, timeout=3600)
-        remove_network(key, n)
+        remove_network(key, n, net)
     if key != "pynet nat":  # the log is pynet's: Docker's bridge has none
         first, last, removal = {}, {}, {}
     calls = {f"{c} ms, first {EDGE}": first.get(c, []) for c in ("CreateEndpoint", "Join")}
@@ -55,19 +63,22 @@ def turn(b: Bench, key: str, n: int) -> dict:
     return {"start_s": start_s, "rm_s": rm_s, "calls": calls}
 
 
-def remove_network(key: str, n: int) -> None:
-    """Right after a `docker rm -f` of many containers, Docker may still count endpoints on the network
-    ("has active endpoints", no container left): seen with its bridge and with pynet. Tried for 60 s."""
-    for _ in range(60):
-        gone = docker("network", "rm", NET, check=False)
+def remove_network(key: str, n: int, net: str) -> None:
+    """Right after a `docker rm -f` of many containers, Docker 20.10 may still count endpoints on the
+    network ("has active endpoints", no container left): seen with its bridge and with pynet. Tried for
+    180 s, then left for the bench's clean-up (by label, at the end)."""
+    for _ in range(180):
+        gone = docker("network", "rm", net, check=False)
         if gone.returncode == 0 or "not found" in gone.stderr:
             return
         time.sleep(1)
-    log(f"scale: {key}: network rm after {n} containers failed for 60 s: {gone.stderr.strip()[-300:]}")
+    log(f"scale: {key}: network rm after {n} containers failed for 180 s: {gone.stderr.strip()[-300:]}")
 
 
 def measure(b: Bench) -> dict:
-    docker("network", "rm", NET, check=False)
+    for key in NETS:
+        for n in b.p["scale_levels"]:
+            docker("network", "rm", net_of(key, n)[0], check=False)
     b.ensure_networks()
     timed = {}
     for n in b.p["scale_levels"]:
