@@ -32,6 +32,13 @@ def cycle(net_id: str, ep_id: str) -> list[tuple[str, dict]]:
     ]
 
 
+def run_cycle(b: Bench, into: dict[str, list[float]]) -> None:
+    """One cycle's calls, back-to-back; each call's client-side ms appended to into[call]."""
+    for key, body in cycle(new_id(), new_id()):
+        path = "/Plugin.Activate" if key == "Plugin.Activate" else f"/NetworkDriver.{key}"
+        into.setdefault(key, []).append(b.d.timed(path, body) * 1000)
+
+
 def measure(b: Bench) -> dict:
     n = b.p["proto_cycles"]
     every = b.p["rss_every"]
@@ -39,9 +46,7 @@ def measure(b: Bench) -> dict:
     rss = [(0, b.d.rss())]
     t0 = time.monotonic()
     for i in range(n):
-        for key, body in cycle(new_id(), new_id()):
-            path = "/Plugin.Activate" if key == "Plugin.Activate" else f"/NetworkDriver.{key}"
-            lat.setdefault(key, []).append(b.d.timed(path, body) * 1000)
+        run_cycle(b, lat)
         if (i + 1) % every == 0:
             rss.append((i + 1, b.d.rss()))
     wall = time.monotonic() - t0
@@ -51,9 +56,7 @@ def measure(b: Bench) -> dict:
     paced: dict[str, list[float]] = {}
     for _ in range(b.p["proto_paced_cycles"]):
         time.sleep(PACE_S)  # the calls of one cycle back-to-back, as Docker sends them; a pause between
-        for key, body in cycle(new_id(), new_id()):
-            path = "/Plugin.Activate" if key == "Plugin.Activate" else f"/NetworkDriver.{key}"
-            paced.setdefault(key, []).append(b.d.timed(path, body) * 1000)
+        run_cycle(b, paced)
     time.sleep(3)  # the reaper's MAX_WAIT: links retired by the last cycles are unregistered
     leftovers = b.d.status().get("leftovers_now")
     return {"cycles": n, "latency_ms": lat, "rss": rss, "rss_after_settle": rss_after, "wall_s": wall,
