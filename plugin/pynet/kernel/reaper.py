@@ -3,14 +3,21 @@
 Unregistering a link waits for an RCU barrier inside the netlink sendmsg (17-34 ms on the test
 machine, ~93 % of a veth's delete and ~98 % of a bridge's: /work/research/perf, question 2). On the
 event loop's socket that stalled every other call for as long, so every RTM_DELLINK goes through
-here. Links a call retires (kernel/links.py: down and put in RETIRED_GROUP, so out of service at
-once) are unregistered later, together: one RTM_DELLINK for the group is one barrier for the whole
-batch, sent once the loop's socket has been idle for IDLE seconds (an unregister holds the RTNL
-lock for part of its time: kept out of bursts of calls), or MAX_WAIT after the first was retired.
+here. Links a call retires (kernel/retire.py: down and put in this daemon's retired group, so out of
+service at once) are unregistered later: one RTM_DELLINK for the group is one barrier for the whole
+batch, sent once the loop's socket has been idle for IDLE seconds, or MAX_WAIT after the first was
+retired. Bridges are the exception: each one's unregister waits for a second RCU barrier while it
+holds the RTNL lock (br_multicast_dev_del, ~15-20 ms here), which every netlink request on the host
+waits behind; a batch of 25 held it for half a second. So retired bridges sit in a group of their
+own and go one per step, with the loop's requests let in between (STEP_GAP), unless a new network
+takes one back first (reuse).
+
+The groups are per daemon (derived from its link prefix: retired_group): two pynet daemons on one
+host (a plugin and a test's, local and global scope) never unregister each other's links.
 
 A retired link still holds its name until then: `take(name)` unregisters it at once (awaited, in the
 worker) for the caller about to make a link of that name. After a kill -9 the retired links are still
-in RETIRED_GROUP: the next start unregisters the group (reconcile), whatever else it keeps.
+in their groups: the next start unregisters both (reconcile), whatever else it keeps.
 """
 
 from __future__ import annotations
@@ -138,7 +145,7 @@ class Reaper:
                 log.warning("retired links not unregistered", extra={"fields": {"error": str(e)}})
             if loop.time() - self.last_request < self.idle:
                 await asyncio.sleep(STEP_GAP)  # under load: the loop's requests first
-            if self.pending and len(self.pending) == len(self.bridges) and self.bridges and not self._overdue(first):
+            if self.bridges and len(self.pending) == len(self.bridges) and not self._overdue(first):
                 first = loop.time()  # bridges only: next one when idle again, or MAX_WAIT from now
 
     def _overdue(self, first: float) -> bool:

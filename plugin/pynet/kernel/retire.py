@@ -2,7 +2,8 @@
 
 What Docker waits on (DeleteEndpoint, DeleteNetwork) must not wait for the kernel's RCU barrier of an
 unregister (17-34 ms per batch): a retired link is down at once, so it carries nothing, its bridge
-forgets its MACs and its routes go; it sits in the daemon's retired group until the reaper unregisters it (kernel/reaper.py).
+forgets its MACs and its routes go; it sits in the daemon's retired group until the reaper
+unregisters it (kernel/reaper.py).
 A crash before that leaves it there: the next start unregisters the group (reconcile), and links
 carrying pynet's alias that belong to nothing are leftovers anyway.
 """
