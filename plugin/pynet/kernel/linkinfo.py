@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from ..errors import KernelError
+
+# Removing something from a device that went meanwhile is done, not an error: a container's veth
+# goes with its namespace, which the kernel tears down in the background, so it can vanish between
+# the look-up by name and the change (Docker deletes the sandbox before DeleteEndpoint).
+GONE = (errno.ENODEV,)
 
 
 @dataclass

@@ -74,13 +74,15 @@ class Links(RouteOps, TcOps, RetireOps):
                     return
                 raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
 
-    async def _query(self, what: str, msg, msg_type: int, flags: int) -> list:
+    async def _query(self, what: str, msg, msg_type: int, flags: int, ok_errnos=()) -> list:
         """A hand-built request whose replies are wanted (kernel/tc.py's echoed qdisc "get")."""
         async with self._lock:
             self._count_call()
             try:
                 return [m async for m in await self._ipr.nlm_request(msg, msg_type=msg_type, msg_flags=flags)]
             except NetlinkError as e:
+                if e.code in ok_errnos:
+                    return []
                 raise KernelError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from None
 
     async def _call(self, what: str, method: str, *args, ok_errnos=(), **kw):

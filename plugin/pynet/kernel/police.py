@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 
+from ..errors import KernelError
+
 FAMILY = "netdev"
 
 
@@ -109,13 +111,29 @@ class Police:
     async def unpolice(self, dev: str) -> None:
         """dev's policer off (none: nothing to do); the table goes with its last chain."""
         chain = _dev_chain(dev)
-        async with self._lock:
-            state = await self._read()
+
+        def plan(state: dict) -> list[str]:
             if chain not in state["chains"]:
-                return
+                return []
             lines = [f"flush chain {self.t} {chain}", f"delete chain {self.t} {chain}"]
             self._drop_table_if_empty(state, lines, {chain}, set(), set())
-            await self.nft.run(lines)
+            return lines
+        await self._remove(plan)
+
+    async def _remove(self, plan) -> None:
+        """Run plan(what the table holds now), a removal. Kernels before 6.16 delete a device's
+        netdev chains when the device goes (a container's veth with its namespace, in the
+        background), which can happen between the read and the change: then read and plan again."""
+        async with self._lock:
+            lines = plan(await self._read())
+            if not lines:
+                return
+            try:
+                await self.nft.run(lines)
+            except KernelError:
+                lines = plan(await self._read())
+                if lines:
+                    await self.nft.run(lines)
 
     # ------------------------------------------------------------ frames for one MAC arriving on a device
     async def police_dest(self, dev: str, mac: str, rate: int, burst: int) -> None:
@@ -138,8 +156,8 @@ class Police:
     async def unpolice_dest(self, dev: str, mac: str) -> None:
         """mac's policer on dev off; the chain and map go with the device's last one."""
         chain, mapname, obj = _dst_chain(dev), _map(dev), _obj(dev, mac)
-        async with self._lock:
-            state = await self._read()
+
+        def plan(state: dict) -> list[str]:
             lines = []
             elems = state["maps"].get(mapname, {})
             if mac in elems:
@@ -153,10 +171,10 @@ class Police:
                     gone_chains.add(chain)
                 lines.append(f"delete map {self.t} {mapname}")
                 gone_maps.add(mapname)
-            if not lines:
-                return
-            self._drop_table_if_empty(state, lines, gone_chains, gone_maps, {obj})
-            await self.nft.run(lines)
+            if lines:
+                self._drop_table_if_empty(state, lines, gone_chains, gone_maps, {obj})
+            return lines
+        await self._remove(plan)
 
     # ------------------------------------------------------------ what is there (reconcile, views)
     async def policed(self) -> dict[tuple[str, str], tuple[int, int]]:

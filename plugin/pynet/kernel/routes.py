@@ -10,6 +10,7 @@ import ipaddress
 import socket
 
 from ..errors import KernelError
+from .linkinfo import GONE
 
 NTF_PROXY = 0x08
 RTNH_F_ONLINK = 0x04
@@ -36,7 +37,7 @@ class RouteOps:
             return
         kw = {"table": table} if table else {}
         await self._call(f"delete route {cidr}", "route", "del", dst=cidr, oif=link.index,
-                         ok_errnos=(errno.ESRCH, errno.ENOENT), **kw)
+                         ok_errnos=(errno.ESRCH, errno.ENOENT) + GONE, **kw)
 
     async def ensure_rule(self, iif: str, table: int, priority: int, family: int = socket.AF_INET) -> None:
         """`ip rule add iif IIF lookup TABLE priority P` (already there is fine)."""
@@ -69,7 +70,7 @@ class RouteOps:
         if link is None:
             return
         await self._call(f"delete proxy neighbour {ip}", "neigh", "del", dst=ip, ifindex=link.index,
-                         flags=NTF_PROXY, state=0, ok_errnos=(errno.ENOENT, errno.ESRCH))
+                         flags=NTF_PROXY, state=0, ok_errnos=(errno.ENOENT, errno.ESRCH) + GONE)
 
     async def lower_macs(self, dev: str) -> set[str]:
         """MACs in `dev`'s unicast filter (`bridge fdb show dev DEV` "self" entries): an up macvlan

@@ -36,6 +36,7 @@ from pyroute2.netlink.rtnl.tcmsg import tcmsg
 from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
 
 from ..errors import KernelError
+from .linkinfo import GONE
 
 MAJOR = 0x706E  # "pn"
 HANDLE = MAJOR << 16
@@ -134,12 +135,12 @@ class TcOps:
             raise KernelError(f"interface {dev} does not exist")
         return link.index
 
-    async def _root(self, index: int) -> tuple[str, int] | None:
+    async def _root(self, index: int, ok_errnos=()) -> tuple[str, int] | None:
         """(kind, handle) of the device's root qdisc; None for the kernel's built-in noqueue/noop. One
         RTM_GETQDISC with NLM_F_ECHO (the kernel answers a "get" only to an echo request), not a dump:
         a dump lists every qdisc of the host (~50 ms with 700 interfaces on a busy machine)."""
         for reply in await self._query(f"root qdisc of interface {index}", _root_msg(index), RTM_GETQDISC,
-                                       NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO):
+                                       NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO, ok_errnos):
             if reply.get("event") == "RTM_NEWQDISC" and reply["index"] == index:
                 return reply.get_attr("TCA_KIND"), reply["handle"]
         return None
@@ -168,12 +169,13 @@ class TcOps:
 
     async def unshape(self, dev: str) -> None:
         """pynet's root qdisc off dev (none, or dev gone: nothing to do); anything else stays: the
-        kernel deletes a root qdisc only when the handle asked for is its handle."""
+        kernel deletes a root qdisc only when the handle asked for is its handle. The device
+        going between the look-up and the change is done too (GONE)."""
         async with self._tc_lock:
             link = await self.get(dev)
             if link is not None:
                 await self._call(f"unshape {dev}", "tc", "del", index=link.index, handle=HANDLE, parent=TC_H_ROOT,
-                                 ok_errnos=(errno.ENOENT, errno.EINVAL))
+                                 ok_errnos=(errno.ENOENT, errno.EINVAL) + GONE)
 
     async def shaped(self, dev: str) -> tuple[int, int] | None:
         """(rate bits/s, burst bytes) of pynet's TBF on dev, or None."""
@@ -198,10 +200,10 @@ class TcOps:
 
     # ------------------------------------------------------------ HTB classes by source MAC
     async def _classes(self, index: int) -> dict[str, int]:
-        """Source MAC -> node (= class minor) of pynet's u32 filters on the device."""
+        """Source MAC -> node (= class minor) of pynet's u32 filters on the device (none once it is gone)."""
         out = {}
         for msg in await self._call("list filters", "tc", "dump-filter", index=index, parent=HANDLE,
-                                    ok_errnos=(errno.EINVAL, errno.ENOENT)) or []:
+                                    ok_errnos=(errno.EINVAL, errno.ENOENT) + GONE) or []:
             if msg.get_attr("TCA_KIND") != "u32" or (msg["handle"] >> 20) != U32_HTID or not msg["handle"] & 0xFFF:
                 continue
             mac = _filter_mac(msg)
@@ -233,24 +235,25 @@ class TcOps:
                                 NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
 
     async def unshape_source(self, dev: str, mac: str) -> None:
-        """mac's class and filter off dev; with the last one, pynet's HTB too."""
+        """mac's class and filter off dev; with the last one, pynet's HTB too (dev gone, at any step:
+        nothing to do, GONE)."""
         async with self._tc_lock:
             link = await self.get(dev)
             if link is None:
                 return
-            root = await self._root(link.index)
+            root = await self._root(link.index, GONE)
             if root is None or root[1] != HANDLE or root[0] != "htb":
                 return
             classes = await self._classes(link.index)
             node = classes.pop(mac, None)
             if node is not None:
                 await self._raw(f"delete u32 filter for {mac} on {dev}", _filter_msg(link.index, node), RTM_DELTFILTER,
-                                NLM_F_REQUEST | NLM_F_ACK, ok_errnos=(errno.ENOENT,))
+                                NLM_F_REQUEST | NLM_F_ACK, ok_errnos=(errno.ENOENT,) + GONE)
                 await self._call(f"delete HTB class for {mac} on {dev}", "tc", "del-class", index=link.index,
-                                 handle=HANDLE | node, parent=HANDLE, ok_errnos=(errno.ENOENT, errno.EINVAL))
+                                 handle=HANDLE | node, parent=HANDLE, ok_errnos=(errno.ENOENT, errno.EINVAL) + GONE)
             if not classes:
                 await self._call(f"remove HTB from {dev}", "tc", "del", index=link.index, handle=HANDLE,
-                                 parent=TC_H_ROOT, ok_errnos=(errno.ENOENT, errno.EINVAL))
+                                 parent=TC_H_ROOT, ok_errnos=(errno.ENOENT, errno.EINVAL) + GONE)
 
     async def shaped_sources(self, dev: str) -> set[str]:
         """Source MACs pynet's HTB on dev shapes (for the leftover sweep)."""
