@@ -12,6 +12,7 @@ import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 
 from pynet.errors import KernelError
+from pynet.kernel.linkinfo import LinkInfo
 from pynet.kernel.links import Links
 from pynet.kernel.police import Police
 
@@ -22,17 +23,24 @@ class Msg(dict):
 
 
 class VanishingIPR:
-    """The device exists for the first `lookups` link gets; every other request after is ENODEV."""
+    """The device exists for the first `lookups` look-ups by name; every request after is ENODEV."""
 
     def __init__(self, lookups: int = 1):
         self.lookups = lookups
         self.sent: list[str] = []
 
+    def get(self, name):  # kernel/linkget.LinkGet's look-up
+        self.sent.append("link get")
+        if self.lookups > 0:
+            self.lookups -= 1
+            return LinkInfo(index=7, name=name, alias="", kind="veth", master=0, mac="", mtu=1500, up=True)
+        return None
+
+    def close(self):
+        pass
+
     async def link(self, cmd, **kw):
         self.sent.append(f"link {cmd}")
-        if cmd == "get" and self.lookups > 0:
-            self.lookups -= 1
-            return [Msg(index=7, IFLA_IFNAME=kw.get("ifname"), flags=1)]
         raise NetlinkError(errno.ENODEV, "No such device")
 
     async def _gone(self, *args, **kw):
@@ -58,6 +66,7 @@ class VanishingIPR:
 def links_with(ipr) -> Links:
     links = Links("pn-")
     links._ipr = ipr
+    links._getter = ipr
     return links
 
 

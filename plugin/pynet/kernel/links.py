@@ -17,6 +17,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
 from . import linkstats
+from .linkget import LinkGet
 from .api import LinkStats
 from .linkinfo import LinkInfo, info, same_owner, sysctl_quiet
 from .nlmem import drop_orphans, fix_mmap_threshold
@@ -40,6 +41,7 @@ class Links(RouteOps, TcOps, RetireOps):
         self._tc_lock = asyncio.Lock()  # a tc change is several requests (look, then change): one at a time
         self._calls = 0
         self.reaper = Reaper(prefix)
+        self._getter = LinkGet()  # look-ups by name: its own socket, only the fields LinkInfo has
 
     async def open(self) -> None:
         fix_mmap_threshold()
@@ -47,6 +49,7 @@ class Links(RouteOps, TcOps, RetireOps):
 
     async def close(self) -> None:
         await self.reaper.close()
+        self._getter.close()
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
@@ -112,8 +115,11 @@ class Links(RouteOps, TcOps, RetireOps):
     async def get(self, name: str) -> LinkInfo | None:
         """The link of that name; a retired one still holding it is unregistered first (None)."""
         await self.reaper.take(name)
-        msgs = await self._call(f"look up {name}", "link", "get", ifname=name, ok_errnos=(errno.ENODEV,))
-        return info(msgs[0]) if msgs else None
+        self.reaper.last_request = asyncio.get_running_loop().time()
+        try:
+            return self._getter.get(name)
+        except OSError as e:
+            raise KernelError(f"look up {name}: {e.strerror or e}") from None
 
     async def delete(self, name: str) -> None:
         await self.reaper.delete(name)

@@ -1,0 +1,81 @@
+"""kernel/linkget.py (the daemon's look-up of a link by name, without pyroute2's decoder) reads what
+pyroute2 reads, on real links of every kind pynet makes, with and without alias, master and MTU."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pyroute2 import AsyncIPRoute
+
+from dhcp_lan import run_in_netns
+from lib import Netns
+from pynet.errors import KernelError
+from pynet.kernel.linkget import LinkGet
+from pynet.kernel.linkinfo import info
+from pynet.kernel.links import Links
+
+
+@pytest.fixture
+def ns():
+    ns = Netns("lg")
+    try:
+        yield ns
+    finally:
+        ns.close()
+
+
+def test_the_raw_look_up_reads_what_pyroute2_reads(ns):
+    ns.run("ip", "link", "add", "br0", "mtu", "1400", "type", "bridge")
+    ns.run("ip", "link", "set", "br0", "alias", "pynet:network/abc", "up")
+    ns.run("ip", "link", "add", "vh0", "mtu", "1400", "type", "veth", "peer", "name", "vc0")
+    ns.run("ip", "link", "set", "vh0", "master", "br0", "alias", "pynet:endpoint/def", "up")
+    ns.run("ip", "link", "add", "mv0", "link", "vc0", "address", "02:42:0a:00:00:09", "type", "macvlan",
+           "mode", "bridge")
+    ns.run("ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789", "local", "127.0.0.1")
+    names = ["lo", "br0", "vh0", "vc0", "mv0", "vx0"]
+
+    async def both():
+        out, ipr, getter = {}, AsyncIPRoute(), LinkGet()
+        try:
+            for name in names:
+                msgs = await ipr.link("get", ifname=name)
+                out[name] = (info(msgs[0]), getter.get(name))
+        finally:
+            ipr.close()
+            getter.close()
+        return out
+    found = run_in_netns(ns.name, both)
+    for name in names:
+        want, got = found[name]
+        assert got == want, name
+    assert found["vh0"][1].master == found["br0"][1].index and found["vh0"][1].alias == "pynet:endpoint/def"
+    assert found["mv0"][1].kind == "macvlan" and found["mv0"][1].mac == "02:42:0a:00:00:09"
+    assert found["br0"][1].mtu == 1400 and found["br0"][1].up and not found["vc0"][1].up
+
+
+def test_a_missing_or_impossible_name_is_none_through_links(ns):
+    async def go():
+        links = Links("pn-")
+        await links.open()
+        try:
+            return [await links.get(n) for n in ("nosuch0", "a" * 16, "lo")]
+        finally:
+            await links.close()
+    missing, too_long, lo = run_in_netns(ns.name, go)
+    assert missing is None and too_long is None and lo.name == "lo" and lo.index == 1
+
+
+def test_a_refusal_other_than_no_such_device_is_an_error(monkeypatch):
+    getter = LinkGet()
+
+    def refuse(name):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(getter, "get", refuse)
+
+    async def go():
+        links = Links("pn-")
+        links._getter = getter
+        await links.get("x")
+    with pytest.raises(KernelError, match="look up x: Operation not permitted"):
+        asyncio.run(go())
