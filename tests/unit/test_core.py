@@ -4,6 +4,8 @@ and the HTTP edge its own (test_protocol.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 from pathlib import Path
 
@@ -77,6 +79,7 @@ async def test_nat_lifecycle(driver, cfg, links, nft, sysctls):
     assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80", "tcp . 40000": "172.30.0.2 . 443"}
 
     # Teardown, in Docker's order; each call again (already gone) still succeeds.
+    driver.networks.docker_user_linger = 0.05
     for _ in range(2):
         await driver.published.revoke(ref())
         assert nft.elements(T, "pubany4") == {}
@@ -86,8 +89,39 @@ async def test_nat_lifecycle(driver, cfg, links, nft, sysctls):
         await driver.networks.delete(ref(ep_id=None))
         assert BR_A not in links.links and stored(driver, cfg) is None
         assert nft.elements(T, "bridges") == {} and nft.elements(T, "masq") == {}
-        assert nft.du_patterns("ip") == []  # the last network took Docker-side accepts with it
+        # The last network's Docker-side accepts go a moment later (they linger: churn re-adds nothing).
+        await asyncio.sleep(0.2)
+        assert nft.du_patterns("ip") == []
     assert len(driver.published.index) == 0
+
+
+async def test_docker_user_accepts_linger_through_churn_and_go_after_or_at_a_clean_stop(driver, nft):
+    """A network removed and made again (compose down/up, CI) finds DOCKER-USER's accepts in place: no
+    nft work in either call. With no network for `docker_user_linger` seconds they go, and a clean
+    stop takes lingering ones at once (the next start would not know a custom bridge name's)."""
+    driver.networks.docker_user_linger = 0.3
+    await driver.networks.create(net_req())
+    want = [("iifname", "pn-*"), ("oifname", "pn-*")]
+    assert sorted(nft.du_patterns("ip")) == want
+    for _ in range(3):
+        changes = len(nft.scripts)
+        await driver.networks.delete(ref(ep_id=None))
+        await driver.networks.create(net_req())
+        assert not any("DOCKER-USER" in line for script in nft.scripts[changes:] for line in script)
+    assert sorted(nft.du_patterns("ip")) == want
+    await driver.networks.delete(ref(ep_id=None))
+    assert sorted(nft.du_patterns("ip")) == want  # still lingering
+    await asyncio.sleep(0.5)
+    assert nft.du_patterns("ip") == []
+
+    driver.networks.docker_user_linger = 60
+    await driver.networks.create(net_req(ID_B, pool="172.31.0.0/24", gateway="172.31.0.1/24"))
+    await driver.networks.create(net_req(generic={"com.docker.network.bridge.name": "mybr0"}))
+    assert ("iifname", "mybr0") in nft.du_patterns("ip")
+    await driver.networks.delete(ref(ep_id=None))
+    assert ("iifname", "mybr0") in nft.du_patterns("ip")  # lingering, for a minute
+    await driver.reconciler.shutdown()  # another network stays: its accepts do too
+    assert sorted(nft.du_patterns("ip")) == want
 
 
 async def test_port_conflict_between_containers(driver, cfg, nft):

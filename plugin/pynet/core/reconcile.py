@@ -257,6 +257,7 @@ class Reconciler(Part):
         """Clean stop: kernel objects stay (containers keep networking); an unused table goes."""
         await self.leases.stop_all()
         async with self.state.nets_lock:
+            await self.networks.flush_docker_user()
             if not self.state.nets:
                 await self.firewall.delete_table()
                 await self.networks.sync_docker_user()

@@ -164,8 +164,9 @@ class Links(RouteOps, TcOps, RetireOps):
         await self._call(f"add address {cidr} to {name}", "addr", "add", index=index, address=str(ip.ip),
                          prefixlen=ip.network.prefixlen, flags=flags, ok_errnos=(errno.EEXIST,))
 
-    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str) -> tuple[LinkInfo, bool]:
-        """The veth pair `host`/`peer` (peer with `mac`), made if missing: (host side, created)."""
+    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str, **host_kw) -> tuple[LinkInfo, bool]:
+        """The veth pair `host`/`peer` (peer with `mac`), made if missing: (host side, created).
+        `host_kw`: more for the host side when it is made (master, ifalias, state), in the same request."""
         link = await self.get(host)
         if link is not None:
             if link.kind != "veth":
@@ -176,15 +177,20 @@ class Links(RouteOps, TcOps, RetireOps):
         kw = {}
         if mtu:
             peer_kw["mtu"] = kw["mtu"] = mtu
-        await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw)
+        await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw,
+                         **host_kw)
         return await self.get(host), True
 
     async def ensure_veth(self, host: str, peer: str, mac: str, mtu: int, master: str, alias: str,
                           isolated: bool) -> bool:
         """Create a veth pair; host side enslaved to `master`. Returns True when it was created."""
-        link, created = await self._veth(host, peer, mac, mtu, alias)
+        bridge = await self.get(master)
+        if bridge is None:
+            raise KernelError(f"bridge {master} is missing")
+        # A new pair is made already a port of the bridge, with its alias, up: one request, not three.
+        link, created = await self._veth(host, peer, mac, mtu, alias, master=bridge.index, ifalias=alias, state="up")
         # hairpin: a container may reach its own published port through a host address.
-        await self._bridge_port(link, created, master, alias, isolated, hairpin=True)
+        await self._bridge_port(link, created, master, alias, isolated, hairpin=True, bridge=bridge)
         return created
 
     async def ensure_macvlan(self, name: str, parent: str, mac: str, mode: str, mtu: int, alias: str) -> bool:
@@ -270,15 +276,17 @@ class Links(RouteOps, TcOps, RetireOps):
         return created
 
     async def _bridge_port(self, link: LinkInfo, created: bool, master: str, alias: str, isolated: bool,
-                           hairpin: bool) -> None:
+                           hairpin: bool, bridge: LinkInfo | None = None) -> None:
         """LINK as an up port of bridge MASTER (isolated or not, hairpin or not); a LINK just created
-        (CREATED) is deleted when that fails."""
+        (CREATED) is deleted when that fails. A port already in place (master, alias, up: a Join, or
+        a veth made so) only gets its port flags set again (they are not in LinkInfo)."""
         try:
-            bridge = await self.get(master)
+            bridge = bridge or await self.get(master)
             if bridge is None:
                 raise KernelError(f"bridge {master} is missing")
-            await self._call(f"attach {link.name} to {master}", "link", "set", index=link.index,
-                             master=bridge.index, ifalias=alias, state="up")
+            if (link.master, link.alias, link.up) != (bridge.index, alias, True):
+                await self._call(f"attach {link.name} to {master}", "link", "set", index=link.index,
+                                 master=bridge.index, ifalias=alias, state="up")
             flags = {"mode": 1} if hairpin else {}  # IFLA_BRPORT_MODE = hairpin
             await self._call(f"set bridge port flags on {link.name}", "brport", "set", index=link.index,
                              isolated=1 if isolated else 0, **flags)
