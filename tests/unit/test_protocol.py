@@ -3,6 +3,8 @@ whose kernel parts are fakes. Bodies are sent the way dockerd sends them: often 
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 import json
 import warnings
@@ -219,6 +221,7 @@ async def test_a_container_lifecycle_through_the_socket(docker, driver, cfg, lin
     assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80", "tcp . 40000": "172.30.0.2 . 443"}
 
     # Teardown, in Docker's order; each call again (already gone) still succeeds.
+    driver.networks.docker_user_linger = 0.05
     for _ in range(2):
         await docker.ok("/NetworkDriver.RevokeExternalConnectivity", ids())
         assert nft.elements(T, "pubany4") == {}
@@ -230,5 +233,6 @@ async def test_a_container_lifecycle_through_the_socket(docker, driver, cfg, lin
         driver.state.store.flush()  # the deferred deletes (written PURGE_DELAY after the call)
         assert saved(cfg) is None
         assert nft.elements(T, "bridges") == {} and nft.elements(T, "masq") == {}
-        assert nft.du_patterns("ip") == []  # the last network took Docker-side accepts with it
+        await asyncio.sleep(0.2)  # the last network's Docker-side accepts linger, then go
+        assert nft.du_patterns("ip") == []
     assert len(driver.published.index) == 0
