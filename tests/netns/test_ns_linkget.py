@@ -4,6 +4,7 @@ pyroute2 reads, on real links of every kind pynet makes, with and without alias,
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from pyroute2 import AsyncIPRoute
@@ -79,3 +80,30 @@ def test_a_refusal_other_than_no_such_device_is_an_error(monkeypatch):
         await links.get("x")
     with pytest.raises(KernelError, match="look up x: Operation not permitted"):
         asyncio.run(go())
+
+
+def test_addresses_name_every_interface_and_leave_out_ipv6_link_local(ns):
+    """Links.addresses (the subnet-overlap check) reads one raw address dump: IPv4 names come from the
+    label (an alias label `br0:1` is br0's), IPv6 ones by index. Compared with what `ip` shows."""
+    ns.run("ip", "link", "add", "br0", "type", "bridge")
+    ns.run("ip", "link", "add", "vh0", "type", "veth", "peer", "name", "vc0")
+    ns.run("ip", "addr", "add", "10.91.0.1/24", "dev", "br0")
+    ns.run("ip", "addr", "add", "10.91.1.1/24", "dev", "br0", "label", "br0:1")
+    ns.run("ip", "addr", "add", "fd91::1/64", "dev", "vh0", "nodad")
+    ns.run("ip", "link", "set", "vh0", "up")  # up: it gets an IPv6 link-local address too
+    want = set()
+    for link in json.loads(ns.run("ip", "-j", "addr", "show").stdout):
+        for a in link.get("addr_info", []):
+            if not (a["family"] == "inet6" and a["local"].startswith("fe80:")):
+                want.add((link["ifname"], f'{a["local"]}/{a["prefixlen"]}'))
+    assert any(name == "vh0" for name, _ in want) and ("br0", "10.91.1.1/24") in want
+
+    async def go():
+        links = Links("pn-")
+        await links.open()
+        try:
+            return await links.addresses()
+        finally:
+            await links.close()
+    got = run_in_netns(ns.name, go)
+    assert sorted(got) == sorted(want) and len(got) == len(want)

@@ -1,4 +1,5 @@
-"""One link by name with a plain netlink socket, decoding only what LinkInfo holds.
+"""One link by name or index, and every address, with a plain netlink socket, decoding only what
+pynet reads (LinkInfo's fields; an address's interface, prefix and label).
 
 pyroute2 decodes every attribute of the reply (stats, AF_SPEC, every nested linkinfo) in
 Python: ~0.3 ms a `get`, and the protocol calls make 2-4 of them (the network's bridge, the
@@ -16,9 +17,11 @@ import struct
 from .linkinfo import LinkInfo
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_GETLINK = 16, 18
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 18, 20, 22
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFA_ADDRESS, IFA_LABEL = 1, 3
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 10, 18, 20
 IFLA_INFO_KIND = 1
 IFF_UP = 0x1
@@ -90,24 +93,62 @@ class LinkGet:
         raw = name.encode()
         if not raw or len(raw) >= IFNAMSIZ:
             return None  # no link can have that name (the kernel would answer EINVAL)
-        self._seq = (self._seq + 1) & 0x7FFFFFFF
         attr = raw + b"\0"
         nla = NLA_HDR.pack(NLA_HDR.size + len(attr), IFLA_IFNAME) + attr
-        nla += b"\0" * (-len(nla) % 4)
-        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla
-        s = self._socket()
-        s.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, self._seq, 0) + body)
-        while True:
-            data = s.recv(65536)
-            if len(data) < NLMSG_HDR.size:
-                continue
-            length, kind, _flags, seq, _port = NLMSG_HDR.unpack_from(data)
-            if seq != self._seq:
-                continue  # a late reply to a request that timed out
+        return self._link(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla + b"\0" * (-len(nla) % 4))
+
+    def by_index(self, index: int) -> LinkInfo | None:
+        return self._link(IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0))
+
+    def _link(self, body: bytes) -> LinkInfo | None:
+        for kind, msg in self._request(RTM_GETLINK, NLM_F_REQUEST, body):
             if kind == RTM_NEWLINK:
-                return parse(data[:length])
-            if kind == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", data, NLMSG_HDR.size)[0]
-                if code in (errno.ENODEV, 0):
-                    return None
-                raise OSError(code, os.strerror(code))
+                return parse(msg)
+        return None
+
+    def addresses(self) -> list[tuple[int, int, str, int, str]]:
+        """(family, interface index, address, prefix length, label or "") of every address (one dump)."""
+        out = []
+        for kind, msg in self._request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP,
+                                       IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            if kind != RTM_NEWADDR:
+                continue
+            family, prefixlen, _flags, _scope, index = IFADDRMSG.unpack_from(msg, NLMSG_HDR.size)
+            addr, label = None, ""
+            for key, payload in _attrs(msg, NLMSG_HDR.size + IFADDRMSG.size, len(msg)):
+                if key == IFA_ADDRESS and family in (socket.AF_INET, socket.AF_INET6):
+                    addr = socket.inet_ntop(family, payload)
+                elif key == IFA_LABEL:
+                    label = _text(payload)
+            if addr:
+                out.append((family, index, addr, prefixlen, label))
+        return out
+
+    def _request(self, msg_type: int, flags: int, body: bytes):
+        """Send one request; yield (type, message) of its replies until the last. A missing link
+        (ENODEV) ends it with nothing; any other error is OSError."""
+        self._seq = (self._seq + 1) & 0x7FFFFFFF
+        s = self._socket()
+        s.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), msg_type, flags, self._seq, 0) + body)
+        dump = flags & NLM_F_DUMP
+        while True:
+            data = s.recv(65536)  # a dump comes in as many reads as it needs
+            off = 0
+            while off + NLMSG_HDR.size <= len(data):
+                length, kind, _flags, seq, _port = NLMSG_HDR.unpack_from(data, off)
+                if length < NLMSG_HDR.size:
+                    break
+                msg = data[off: off + length]
+                off += (length + 3) & ~3
+                if seq != self._seq:
+                    continue  # a late reply to a request that timed out
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", msg, NLMSG_HDR.size)[0]
+                    if code in (errno.ENODEV, 0):
+                        return
+                    raise OSError(code, os.strerror(code))
+                yield kind, msg
+                if not dump:
+                    return

@@ -16,7 +16,7 @@ import itertools
 import os
 
 from ..errors import KernelError
-from .linkinfo import LinkInfo, info, sysctl_quiet
+from .linkinfo import LinkInfo, sysctl_quiet
 
 DEFAULT_MTU = 1500  # a new bridge's (without ports)
 
@@ -40,7 +40,8 @@ _tombs = itertools.count(1)
 
 
 class RetireOps:
-    """Needs `get(name)`, `_call(what, method, ...)`, `prefix` and `reaper` from the class it is mixed into."""
+    """Needs `get(name)`, `_getter` (kernel/linkget.py), `_call(what, method, ...)`, `prefix` and `reaper`
+    from the class it is mixed into."""
 
     async def retire(self, name: str, peer: str = "") -> None:
         """Out of service now (one request: down, into the retired group), unregistered later in the
@@ -81,8 +82,10 @@ class RetireOps:
         tomb = self.reaper.reuse()
         if tomb is None:
             return None
-        msgs = await self._call(f"look up {tomb}", "link", "get", ifname=tomb, ok_errnos=(errno.ENODEV,))
-        old = info(msgs[0]) if msgs else None
+        try:
+            old = self._getter.get(tomb)  # not get(): that would unregister it first (reaper.take)
+        except OSError:
+            old = None
         if old is None or old.kind != "bridge":
             return None
         try:

@@ -17,7 +17,8 @@ RTNH_F_ONLINK = 0x04
 
 
 class RouteOps:
-    """Needs `get(name)` and `_call(what, method, ...)` from the class it is mixed into."""
+    """Needs `get(name)`, `_getter` (kernel/linkget.py) and `_call(what, method, ...)` from the class it
+    is mixed into."""
 
     async def ensure_route(self, cidr: str, dev: str, src: str = "", table: int = 0, gateway: str = "") -> None:
         link = await self.get(dev)
@@ -105,20 +106,26 @@ class RouteOps:
     async def addresses(self) -> list[tuple[str, str]]:
         """Every (interface name, CIDR) on the host, for overlap checks and the host's own addresses;
         IPv6 link-local ones left out (per link: they never conflict, and every veth has one). From one
-        address dump: an IPv4 address names its interface (its label); an IPv6 one's is looked up by
-        index, once each (no link dump: it grows with the host's links, 1,000 veths at 1,000 containers)."""
+        address dump read without pyroute2's decoder (kernel/linkget.py): an IPv4 address names its
+        interface (its label); an IPv6 one's is looked up by index, once each (no link dump: it grows
+        with the host's links, 1,000 veths at 1,000 containers)."""
         out, names = [], {}
-        for msg in await self._call("list addresses", "addr", "dump"):
-            addr = msg.get("IFA_ADDRESS")
-            if not addr or (msg.get("family") == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local):
+        try:
+            found = self._getter.addresses()
+        except OSError as e:
+            raise KernelError(f"list addresses: {e.strerror or e}") from None
+        for family, index, addr, prefixlen, label in found:
+            if family == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local:
                 continue
-            index = msg["index"]
             if index not in names:
-                label = msg.get("IFA_LABEL") if msg.get("family") == socket.AF_INET else None
+                label = label if family == socket.AF_INET else ""
                 names[index] = label.split(":")[0] if label else await self._name_of(index)
-            out.append((names[index], f"{addr}/{msg['prefixlen']}"))
+            out.append((names[index], f"{addr}/{prefixlen}"))
         return out
 
     async def _name_of(self, index: int) -> str:
-        msgs = await self._call(f"look up interface {index}", "link", "get", index=index, ok_errnos=(errno.ENODEV,))
-        return (msgs[0].get("IFLA_IFNAME") if msgs else None) or str(index)
+        try:
+            link = self._getter.by_index(index)
+        except OSError as e:
+            raise KernelError(f"look up interface {index}: {e.strerror or e}") from None
+        return (link.name if link else None) or str(index)
