@@ -4,6 +4,7 @@ pyroute2 reads, on real links of every kind pynet makes, with and without alias,
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 
 import pytest
@@ -107,3 +108,44 @@ def test_addresses_name_every_interface_and_leave_out_ipv6_link_local(ns):
             await links.close()
     got = run_in_netns(ns.name, go)
     assert sorted(got) == sorted(want) and len(got) == len(want)
+
+
+def test_link_changes_written_by_hand_are_what_ip_shows(ns):
+    """LinkGet.set and .brport (the protocol calls' link changes without pyroute2), read back with
+    `ip -d`: master, alias, up and down, group, MTU, MAC, a rename, a rename by name look-up, and a
+    bridge port's hairpin and isolated flags, on and off; an unknown link is ENODEV."""
+    ns.run("ip", "link", "add", "br0", "type", "bridge")
+    ns.run("ip", "link", "add", "vh0", "type", "veth", "peer", "name", "vc0")
+
+    def show(name):
+        return json.loads(ns.run("ip", "-d", "-j", "link", "show", "dev", name).stdout)[0]
+
+    async def step(fn):
+        getter = LinkGet()
+        try:
+            return fn(getter)
+        finally:
+            getter.close()
+
+    def run(fn):
+        return run_in_netns(ns.name, lambda: step(fn))
+    br = show("br0")["ifindex"]
+    vh = show("vh0")["ifindex"]
+    run(lambda g: g.set(index=vh, master=br, alias="pynet:endpoint/x", up=True, mtu=1400))
+    d = show("vh0")
+    assert (d["master"], d["ifalias"], "UP" in d["flags"], d["mtu"]) == ("br0", "pynet:endpoint/x", True, 1400)
+    run(lambda g: g.brport(vh, isolated=True, hairpin=True))
+    info = show("vh0")["linkinfo"]["info_slave_data"]
+    assert info["hairpin"] is True and info["isolated"] is True
+    run(lambda g: g.brport(vh, isolated=False, hairpin=False))
+    info = show("vh0")["linkinfo"]["info_slave_data"]
+    assert info["hairpin"] is False and info["isolated"] is False
+    run(lambda g: g.set(name="vh0", up=False, group=0x5000002))  # by name: no index
+    d = show("vh0")
+    assert "UP" not in d["flags"] and d["group"] in ("0x5000002", 0x5000002, "83886082")
+    run(lambda g: g.set(index=br, ifname="br9", group=0, mac="02:42:0a:00:00:07"))
+    d = show("br9")
+    assert d["address"] == "02:42:0a:00:00:07" and d["group"] == "default"
+    with pytest.raises(OSError) as e:
+        run(lambda g: g.set(name="nosuch0", up=True))
+    assert e.value.errno == errno.ENODEV

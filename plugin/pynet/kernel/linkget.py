@@ -1,10 +1,13 @@
-"""One link by name or index, and every address, with a plain netlink socket, decoding only what
-pynet reads (LinkInfo's fields; an address's interface, prefix and label).
+"""The daemon's most frequent netlink requests with a plain socket: a link by name or index and
+every address, decoding only what pynet reads (LinkInfo's fields; an address's interface, prefix
+and label), and the link changes of every protocol call (up/down, master, alias, name, group, MTU,
+MAC; bridge port flags), encoded by hand.
 
 pyroute2 decodes every attribute of the reply (stats, AF_SPEC, every nested linkinfo) in
 Python: ~0.3 ms a `get`, and the protocol calls make 2-4 of them (the network's bridge, the
 endpoint's links). Reading the nine fields LinkInfo needs takes ~0.03 ms. The kernel answers a
 link request inside sendmsg, so the reply is there when send returns: the receive never waits.
+pyroute2 spends ~0.15-0.3 ms of Python on each change too, these ~0.02 ms.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ IFA_ADDRESS, IFA_LABEL = 1, 3
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 10, 18, 20
 IFLA_INFO_KIND = 1
+IFLA_PROTINFO, IFLA_GROUP = 12, 27
+IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33  # in IFLA_PROTINFO (AF_BRIDGE)
+NLA_F_NESTED = 0x8000
+RTM_SETLINK = 19
+NLM_F_ACK = 0x4
 IFF_UP = 0x1
 NLA_TYPE_MASK = 0x3FFF
 NLMSG_HDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
@@ -40,6 +48,11 @@ def _attrs(msg: bytes, start: int, end: int):
             return
         yield kind & NLA_TYPE_MASK, msg[off + NLA_HDR.size: off + length]
         off += (length + 3) & ~3
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    out = NLA_HDR.pack(NLA_HDR.size + len(payload), kind) + payload
+    return out + b"\0" * (-len(out) % 4)
 
 
 def _text(payload: bytes) -> str:
@@ -124,9 +137,43 @@ class LinkGet:
                 out.append((family, index, addr, prefixlen, label))
         return out
 
-    def _request(self, msg_type: int, flags: int, body: bytes):
+    def set(self, index: int = 0, name: str = "", up: bool | None = None, master: int | None = None,
+            alias: str | None = None, ifname: str | None = None, group: int | None = None,
+            mtu: int | None = None, mac: str | None = None) -> None:
+        """`ip link set`: the link `index` (or, without one, called `name`) gets what is given;
+        `ifname` renames it. OSError (ENODEV: no such link) when the kernel refuses."""
+        attrs = b""
+        if not index:
+            attrs += _nla(IFLA_IFNAME, name.encode() + b"\0")
+        if ifname is not None:
+            attrs += _nla(IFLA_IFNAME, ifname.encode() + b"\0")
+        if master is not None:
+            attrs += _nla(IFLA_MASTER, struct.pack("=I", master))
+        if alias is not None:
+            attrs += _nla(IFLA_IFALIAS, alias.encode() + b"\0")
+        if group is not None:
+            attrs += _nla(IFLA_GROUP, struct.pack("=I", group))
+        if mtu is not None:
+            attrs += _nla(IFLA_MTU, struct.pack("=I", mtu))
+        if mac is not None:
+            attrs += _nla(IFLA_ADDRESS, bytes(int(b, 16) for b in mac.split(":")))
+        flags, change = (0, 0) if up is None else (IFF_UP if up else 0, IFF_UP)
+        self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs)
+
+    def brport(self, index: int, isolated: bool, hairpin: bool) -> None:
+        """A bridge port's isolated and hairpin flags (`bridge link set dev X isolated .. hairpin ..`)."""
+        protinfo = _nla(IFLA_BRPORT_MODE, bytes([int(hairpin)])) + _nla(IFLA_BRPORT_ISOLATED, bytes([int(isolated)]))
+        self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0)
+                  + _nla(IFLA_PROTINFO | NLA_F_NESTED, protinfo))
+
+    def _ack(self, msg_type: int, body: bytes) -> None:
+        """A change, and the kernel's answer: nothing, or OSError (ENODEV included)."""
+        for _ in self._request(msg_type, NLM_F_REQUEST | NLM_F_ACK, body, gone_ok=False):
+            pass
+
+    def _request(self, msg_type: int, flags: int, body: bytes, gone_ok: bool = True):
         """Send one request; yield (type, message) of its replies until the last. A missing link
-        (ENODEV) ends it with nothing; any other error is OSError."""
+        (ENODEV) ends it with nothing when `gone_ok`; any other error is OSError."""
         self._seq = (self._seq + 1) & 0x7FFFFFFF
         s = self._socket()
         s.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), msg_type, flags, self._seq, 0) + body)
@@ -146,7 +193,7 @@ class LinkGet:
                     return
                 if kind == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", msg, NLMSG_HDR.size)[0]
-                    if code in (errno.ENODEV, 0):
+                    if code == 0 or (code == errno.ENODEV and gone_ok):
                         return
                     raise OSError(code, os.strerror(code))
                 yield kind, msg

@@ -124,6 +124,18 @@ class Links(RouteOps, TcOps, RetireOps):
     async def delete(self, name: str) -> None:
         await self.reaper.delete(name)
 
+    async def _set(self, what: str, ok_errnos=(), **kw) -> bool:
+        """`ip link set` (kernel/linkget.LinkGet.set's arguments) without pyroute2: True when done,
+        False when the kernel answered one of `ok_errnos`, else KernelError."""
+        self.reaper.last_request = asyncio.get_running_loop().time()
+        try:
+            self._getter.set(**kw)
+            return True
+        except OSError as e:
+            if e.errno in ok_errnos:
+                return False
+            raise KernelError(f"{what}: {e.strerror or e}") from None
+
     async def ensure_bridge(self, name: str, alias: str, mtu: int, addrs: list[str], ipv6: bool,
                             mac: str = "") -> bool:
         """Create (or repair) a bridge, with `mac` as its address when given (else the kernel's).
@@ -148,8 +160,8 @@ class Links(RouteOps, TcOps, RetireOps):
                 sysctl_quiet(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "0")
             kw = {"mtu": mtu} if mtu else {}
             if mac:
-                kw["address"] = mac
-            await self._call(f"set up {name}", "link", "set", index=link.index, ifalias=alias, state="up", **kw)
+                kw["mac"] = mac
+            await self._set(f"set up {name}", index=link.index, alias=alias, up=True, **kw)
             for cidr in addrs:
                 await self.ensure_addr(link.index, name, cidr)
         except BaseException:
@@ -226,20 +238,20 @@ class Links(RouteOps, TcOps, RetireOps):
                                   f"(module 8021q); create {name} by hand or use a kernel with 8021q") from None
             raise
         link = await self.get(name)
-        await self._call(f"set up {name}", "link", "set", index=link.index, state="up")
+        await self._set(f"set up {name}", index=link.index, up=True)
         return True
 
     async def set_up(self, name: str) -> None:
         link = await self.get(name)
         if link is None:
             raise KernelError(f"interface {name} does not exist")
-        await self._call(f"set up {name}", "link", "set", index=link.index, state="up")
+        await self._set(f"set up {name}", index=link.index, up=True)
 
     async def ensure_routed_veth(self, host: str, peer: str, mac: str, mtu: int, alias: str) -> bool:
         """A veth pair whose host side is a routed port (no bridge), up. True when created."""
         link, created = await self._veth(host, peer, mac, mtu, alias)
         try:
-            await self._call(f"set up {host}", "link", "set", index=link.index, ifalias=alias, state="up")
+            await self._set(f"set up {host}", index=link.index, alias=alias, up=True)
         except BaseException:
             if created:
                 await self.delete(host)
@@ -285,11 +297,13 @@ class Links(RouteOps, TcOps, RetireOps):
             if bridge is None:
                 raise KernelError(f"bridge {master} is missing")
             if (link.master, link.alias, link.up) != (bridge.index, alias, True):
-                await self._call(f"attach {link.name} to {master}", "link", "set", index=link.index,
-                                 master=bridge.index, ifalias=alias, state="up")
-            flags = {"mode": 1} if hairpin else {}  # IFLA_BRPORT_MODE = hairpin
-            await self._call(f"set bridge port flags on {link.name}", "brport", "set", index=link.index,
-                             isolated=1 if isolated else 0, **flags)
+                await self._set(f"attach {link.name} to {master}", index=link.index, master=bridge.index, alias=alias,
+                                up=True)
+            self.reaper.last_request = asyncio.get_running_loop().time()
+            try:
+                self._getter.brport(link.index, isolated=isolated, hairpin=hairpin)
+            except OSError as e:
+                raise KernelError(f"set bridge port flags on {link.name}: {e.strerror or e}") from None
         except BaseException:
             if created:
                 await self.delete(link.name)

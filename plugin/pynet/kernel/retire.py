@@ -16,7 +16,7 @@ import itertools
 import os
 
 from ..errors import KernelError
-from .linkinfo import LinkInfo, sysctl_quiet
+from .linkinfo import GONE, LinkInfo, sysctl_quiet
 
 DEFAULT_MTU = 1500  # a new bridge's (without ports)
 
@@ -40,15 +40,14 @@ _tombs = itertools.count(1)
 
 
 class RetireOps:
-    """Needs `get(name)`, `_getter` (kernel/linkget.py), `_call(what, method, ...)`, `prefix` and `reaper`
-    from the class it is mixed into."""
+    """Needs `get(name)`, `_getter` (kernel/linkget.py), `_set(what, ...)`, `_call(what, method, ...)`,
+    `prefix` and `reaper` from the class it is mixed into."""
 
     async def retire(self, name: str, peer: str = "") -> None:
         """Out of service now (one request: down, into the retired group), unregistered later in the
         background; `peer` (a veth's other end) goes with it. Its bridge forgets its MACs and its
         routes go at once; a name asked for again meanwhile is freed first (get)."""
-        if await self._call(f"retire {name}", "link", "set", ifname=name, state="down", group=self.reaper.group,
-                            ok_errnos=(errno.ENODEV,)) is not None:
+        if await self._set(f"retire {name}", name=name, up=False, group=self.reaper.group, ok_errnos=GONE):
             self.reaper.retired(name, peer)
 
     async def retire_bridge(self, name: str, addrs: list[str]) -> None:
@@ -58,12 +57,12 @@ class RetireOps:
         if link is None:
             return
         tomb = self.tomb_name()
-        kw = dict(index=link.index, state="down", group=self.reaper.group + 1)
+        kw = dict(index=link.index, up=False, group=self.reaper.group + 1)
         try:
-            await self._call(f"retire {name}", "link", "set", ifname=tomb, **kw)
+            await self._set(f"retire {name}", ifname=tomb, **kw)
         except KernelError:  # kernels before 6.2 rename no link that is up
-            await self._call(f"retire {name}", "link", "set", **kw)
-            await self._call(f"retire {name}", "link", "set", index=link.index, ifname=tomb)
+            await self._set(f"retire {name}", **kw)
+            await self._set(f"retire {name}", index=link.index, ifname=tomb)
         self.reaper.retired(tomb, bridge=True)
         for cidr in addrs:
             ip = ipaddress.ip_interface(cidr)
@@ -89,8 +88,8 @@ class RetireOps:
         if old is None or old.kind != "bridge":
             return None
         try:
-            await self._call(f"reuse {tomb} as {name}", "link", "set", index=old.index, ifname=name, group=0,
-                             ifalias=alias, mtu=mtu or DEFAULT_MTU, address=mac or random_mac())
+            await self._set(f"reuse {tomb} as {name}", index=old.index, ifname=name, group=0, alias=alias,
+                            mtu=mtu or DEFAULT_MTU, mac=mac or random_mac())
         except KernelError:
             self.reaper.retired(tomb, bridge=True)  # unregistered as planned; a new bridge is made instead
             return None
