@@ -149,3 +149,49 @@ def test_link_changes_written_by_hand_are_what_ip_shows(ns):
     with pytest.raises(OSError) as e:
         run(lambda g: g.set(name="nosuch0", up=True))
     assert e.value.errno == errno.ENODEV
+
+
+def test_links_and_addresses_made_by_hand_are_what_ip_shows(ns):
+    """LinkGet.create_bridge, .create_veth and .address (CreateNetwork's and CreateEndpoint's requests
+    without pyroute2), read back with `ip -d`: no STP and no forward delay, MTU, the veth's peer name,
+    MAC and MTU, its master and up flag; addresses of both families added, refused twice, removed."""
+    def show(name):
+        return json.loads(ns.run("ip", "-d", "-j", "link", "show", "dev", name).stdout)[0]
+
+    async def step(fn):
+        getter = LinkGet()
+        try:
+            return fn(getter)
+        finally:
+            getter.close()
+
+    def run(fn):
+        return run_in_netns(ns.name, lambda: step(fn))
+    run(lambda g: g.create_bridge("br0", 1450))
+    br = show("br0")
+    data = br["linkinfo"]["info_data"]
+    assert br["mtu"] == 1450 and data["stp_state"] == 0 and data["forward_delay"] == 0
+    run(lambda g: g.create_veth("vh0", "vc0", "02:42:0a:00:00:05", 1450, master=br["ifindex"], up=True))
+    vh, vc = show("vh0"), show("vc0")
+    assert (vh["master"], "UP" in vh["flags"], vh["mtu"]) == ("br0", True, 1450)
+    assert (vc["address"], vc["mtu"], "UP" in vc["flags"]) == ("02:42:0a:00:00:05", 1450, False)
+    run(lambda g: g.create_veth("vh1", "vc1", "02:42:0a:00:00:06"))
+    assert "master" not in show("vh1") and show("vc1")["address"] == "02:42:0a:00:00:06"
+    with pytest.raises(OSError) as e:
+        run(lambda g: g.create_bridge("br0"))
+    assert e.value.errno == errno.EEXIST
+
+    run(lambda g: g.address(True, br["ifindex"], "10.92.0.1", 24))
+    run(lambda g: g.address(True, br["ifindex"], "fd92::1", 64, 0x02))  # IFA_F_NODAD
+    got = ns.run("ip", "addr", "show", "dev", "br0").stdout
+    assert "inet 10.92.0.1/24" in got and "inet6 fd92::1/64" in got and "tentative" not in got
+    with pytest.raises(OSError) as e:
+        run(lambda g: g.address(True, br["ifindex"], "10.92.0.1", 24))
+    assert e.value.errno == errno.EEXIST
+    run(lambda g: g.address(False, br["ifindex"], "10.92.0.1", 24))
+    run(lambda g: g.address(False, br["ifindex"], "fd92::1", 64))
+    got = ns.run("ip", "addr", "show", "dev", "br0").stdout
+    assert "10.92.0.1" not in got and "fd92::1" not in got
+    with pytest.raises(OSError) as e:
+        run(lambda g: g.address(False, br["ifindex"], "10.92.0.1", 24))
+    assert e.value.errno == errno.EADDRNOTAVAIL

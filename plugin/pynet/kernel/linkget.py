@@ -30,8 +30,12 @@ IFLA_INFO_KIND = 1
 IFLA_PROTINFO, IFLA_GROUP = 12, 27
 IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33  # in IFLA_PROTINFO (AF_BRIDGE)
 NLA_F_NESTED = 0x8000
-RTM_SETLINK = 19
-NLM_F_ACK = 0x4
+RTM_SETLINK, RTM_DELADDR = 19, 21
+NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x4, 0x200, 0x400
+IFLA_INFO_DATA = 2
+IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
+VETH_INFO_PEER = 1
+IFA_LOCAL = 2
 IFF_UP = 0x1
 NLA_TYPE_MASK = 0x3FFF
 NLMSG_HDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
@@ -159,6 +163,47 @@ class LinkGet:
             attrs += _nla(IFLA_ADDRESS, bytes(int(b, 16) for b in mac.split(":")))
         flags, change = (0, 0) if up is None else (IFF_UP if up else 0, IFF_UP)
         self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs)
+
+    def create_bridge(self, name: str, mtu: int = 0) -> None:
+        """A bridge without STP or forward delay (`ip link add NAME type bridge stp_state 0 forward_delay 0`)."""
+        data = _nla(IFLA_BR_FORWARD_DELAY, struct.pack("=I", 0)) + _nla(IFLA_BR_STP_STATE, struct.pack("=I", 0))
+        linkinfo = _nla(IFLA_INFO_KIND, b"bridge\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+        attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + (_nla(IFLA_MTU, struct.pack("=I", mtu)) if mtu else b"")
+        self._new(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+
+    def create_veth(self, host: str, peer: str, mac: str, mtu: int = 0, master: int = 0, up: bool = False) -> None:
+        """A veth pair: `host` (a port of bridge `master`, up, when given) and `peer` with `mac`."""
+        mtu_nla = _nla(IFLA_MTU, struct.pack("=I", mtu)) if mtu else b""
+        peer_msg = (IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _nla(IFLA_IFNAME, peer.encode() + b"\0")
+                    + _nla(IFLA_ADDRESS, bytes(int(b, 16) for b in mac.split(":"))) + mtu_nla)
+        linkinfo = _nla(IFLA_INFO_KIND, b"veth\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                          _nla(VETH_INFO_PEER | NLA_F_NESTED, peer_msg))
+        attrs = _nla(IFLA_IFNAME, host.encode() + b"\0") + mtu_nla
+        if master:
+            attrs += _nla(IFLA_MASTER, struct.pack("=I", master))
+        flags = IFF_UP if up else 0
+        self._new(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, flags) + attrs
+                  + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+
+    def _new(self, body: bytes) -> None:
+        for _ in self._request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body,
+                               gone_ok=False):
+            pass
+
+    def address(self, add: bool, index: int, ip: str, prefixlen: int, flags: int = 0) -> None:
+        """`ip addr add|del IP/PREFIXLEN dev INDEX`; OSError EEXIST / EADDRNOTAVAIL when it already is /
+        is not there."""
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        raw = socket.inet_pton(family, ip)
+        body = IFADDRMSG.pack(family, prefixlen, flags, 0, index) + _nla(IFA_LOCAL, raw) + _nla(IFA_ADDRESS, raw)
+        if add:
+            self._request_ack(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+        else:
+            self._request_ack(RTM_DELADDR, 0, body)
+
+    def _request_ack(self, msg_type: int, flags: int, body: bytes) -> None:
+        for _ in self._request(msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, body, gone_ok=False):
+            pass
 
     def brport(self, index: int, isolated: bool, hairpin: bool) -> None:
         """A bridge port's isolated and hairpin flags (`bridge link set dev X isolated .. hairpin ..`)."""

@@ -125,11 +125,15 @@ class Links(RouteOps, TcOps, RetireOps):
         await self.reaper.delete(name)
 
     async def _set(self, what: str, ok_errnos=(), **kw) -> bool:
-        """`ip link set` (kernel/linkget.LinkGet.set's arguments) without pyroute2: True when done,
-        False when the kernel answered one of `ok_errnos`, else KernelError."""
+        """`ip link set` (kernel/linkget.LinkGet.set's arguments) without pyroute2."""
+        return await self._kernel(what, self._getter.set, ok_errnos=ok_errnos, **kw)
+
+    async def _kernel(self, what: str, fn, *args, ok_errnos=(), **kw) -> bool:
+        """One of kernel/linkget.LinkGet's hand-built requests: True when done, False when the kernel
+        answered one of `ok_errnos`, else KernelError."""
         self.reaper.last_request = asyncio.get_running_loop().time()
         try:
-            self._getter.set(**kw)
+            fn(*args, **kw)
             return True
         except OSError as e:
             if e.errno in ok_errnos:
@@ -146,10 +150,8 @@ class Links(RouteOps, TcOps, RetireOps):
             link = await self.reuse_bridge(name, alias, mtu, ipv6, mac)
             created = True
         if link is None:
-            kw = {"mtu": mtu} if mtu else {}
             # No STP, no forward delay: ports forward at once, as Docker's bridge does.
-            await self._call(f"create bridge {name}", "link", "add", ifname=name, kind="bridge",
-                             br_stp_state=0, br_forward_delay=0, **kw)
+            await self._kernel(f"create bridge {name}", self._getter.create_bridge, name, mtu)
             link = await self.get(name)
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
@@ -173,24 +175,20 @@ class Links(RouteOps, TcOps, RetireOps):
     async def ensure_addr(self, index: int, name: str, cidr: str) -> None:
         ip = ipaddress.ip_interface(cidr)
         flags = IFA_F_NODAD if ip.version == 6 else 0
-        await self._call(f"add address {cidr} to {name}", "addr", "add", index=index, address=str(ip.ip),
-                         prefixlen=ip.network.prefixlen, flags=flags, ok_errnos=(errno.EEXIST,))
+        await self._kernel(f"add address {cidr} to {name}", self._getter.address, True, index, str(ip.ip),
+                           ip.network.prefixlen, flags, ok_errnos=(errno.EEXIST,))
 
-    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str, **host_kw) -> tuple[LinkInfo, bool]:
+    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str, master: int = 0) -> tuple[LinkInfo, bool]:
         """The veth pair `host`/`peer` (peer with `mac`), made if missing: (host side, created).
-        `host_kw`: more for the host side when it is made (master, ifalias, state), in the same request."""
+        `master`: the host side is made a port of that bridge, up, in the same request."""
         link = await self.get(host)
         if link is not None:
             if link.kind != "veth":
                 raise KernelError(f"{host} exists and is not a veth")
             same_owner(link, alias)
             return link, False
-        peer_kw = {"ifname": peer, "address": mac}
-        kw = {}
-        if mtu:
-            peer_kw["mtu"] = kw["mtu"] = mtu
-        await self._call(f"create veth {host}", "link", "add", ifname=host, kind="veth", peer=peer_kw, **kw,
-                         **host_kw)
+        await self._kernel(f"create veth {host}", self._getter.create_veth, host, peer, mac, mtu, master=master,
+                           up=bool(master))
         return await self.get(host), True
 
     async def ensure_veth(self, host: str, peer: str, mac: str, mtu: int, master: str, alias: str,
@@ -199,8 +197,8 @@ class Links(RouteOps, TcOps, RetireOps):
         bridge = await self.get(master)
         if bridge is None:
             raise KernelError(f"bridge {master} is missing")
-        # A new pair is made already a port of the bridge, with its alias, up: one request, not three.
-        link, created = await self._veth(host, peer, mac, mtu, alias, master=bridge.index, ifalias=alias, state="up")
+        # A new pair is made already a port of the bridge, up (its alias follows: not taken at creation).
+        link, created = await self._veth(host, peer, mac, mtu, alias, master=bridge.index)
         # hairpin: a container may reach its own published port through a host address.
         await self._bridge_port(link, created, master, alias, isolated, hairpin=True, bridge=bridge)
         return created

@@ -40,7 +40,7 @@ _tombs = itertools.count(1)
 
 
 class RetireOps:
-    """Needs `get(name)`, `_getter` (kernel/linkget.py), `_set(what, ...)`, `_call(what, method, ...)`,
+    """Needs `get(name)`, `_getter` (kernel/linkget.py), `_set(what, ...)`, `_kernel(what, fn, ...)`,
     `prefix` and `reaper` from the class it is mixed into."""
 
     async def retire(self, name: str, peer: str = "") -> None:
@@ -66,9 +66,8 @@ class RetireOps:
         self.reaper.retired(tomb, bridge=True)
         for cidr in addrs:
             ip = ipaddress.ip_interface(cidr)
-            await self._call(f"remove address {cidr} from {name}", "addr", "del", index=link.index,
-                             address=str(ip.ip), prefixlen=ip.network.prefixlen,
-                             ok_errnos=(errno.EADDRNOTAVAIL, errno.ENODEV))
+            await self._kernel(f"remove address {cidr} from {name}", self._getter.address, False, link.index,
+                               str(ip.ip), ip.network.prefixlen, ok_errnos=(errno.EADDRNOTAVAIL, errno.ENODEV))
 
     async def reuse_bridge(self, name: str, alias: str, mtu: int, ipv6: bool, mac: str) -> LinkInfo | None:
         """A retired bridge not yet unregistered, made bridge `name` again (None when there is none).
