@@ -29,7 +29,7 @@ class VanishingIPR:
         self.lookups = lookups
         self.sent: list[str] = []
 
-    def get(self, name):  # kernel/linkget.LinkGet's look-up
+    def get(self, name):  # kernel/rawlink.RawLink's look-up
         self.sent.append("link get")
         if self.lookups > 0:
             self.lookups -= 1
@@ -66,7 +66,7 @@ class VanishingIPR:
 def links_with(ipr) -> Links:
     links = Links("pn-")
     links._ipr = ipr
-    links._getter = ipr
+    links._nl = ipr
     return links
 
 

@@ -1,4 +1,5 @@
-"""Links and addresses through pyroute2's AsyncIPRoute (one netlink socket per daemon).
+"""Links and addresses: the protocol calls' requests hand-built (kernel/rawlink.py, its own socket),
+the rest through pyroute2's AsyncIPRoute (one netlink socket per daemon).
 
 ensure_*, delete and retire* are idempotent: "already there" and "already gone" succeed.
 Unregistering a link blocks its netlink request for an RCU barrier (17-34 ms): delete sends it from
@@ -17,7 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import KernelError
 from . import linkstats
-from .linkget import LinkGet
+from .rawlink import RawLink
 from .api import LinkStats
 from .linkinfo import LinkInfo, info, same_owner, sysctl_quiet
 from .nlmem import drop_orphans, fix_mmap_threshold
@@ -41,7 +42,7 @@ class Links(RouteOps, TcOps, RetireOps):
         self._tc_lock = asyncio.Lock()  # a tc change is several requests (look, then change): one at a time
         self._calls = 0
         self.reaper = Reaper(prefix)
-        self._getter = LinkGet()  # look-ups by name: its own socket, only the fields LinkInfo has
+        self._nl = RawLink()  # the hot requests (look-ups, link changes, addresses), hand-built
 
     async def open(self) -> None:
         fix_mmap_threshold()
@@ -49,7 +50,7 @@ class Links(RouteOps, TcOps, RetireOps):
 
     async def close(self) -> None:
         await self.reaper.close()
-        self._getter.close()
+        self._nl.close()
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
@@ -117,7 +118,7 @@ class Links(RouteOps, TcOps, RetireOps):
         await self.reaper.take(name)
         self.reaper.last_request = asyncio.get_running_loop().time()
         try:
-            return self._getter.get(name)
+            return self._nl.get(name)
         except OSError as e:
             raise KernelError(f"look up {name}: {e.strerror or e}") from None
 
@@ -125,11 +126,11 @@ class Links(RouteOps, TcOps, RetireOps):
         await self.reaper.delete(name)
 
     async def _set(self, what: str, ok_errnos=(), **kw) -> bool:
-        """`ip link set` (kernel/linkget.LinkGet.set's arguments) without pyroute2."""
-        return await self._kernel(what, self._getter.set, ok_errnos=ok_errnos, **kw)
+        """`ip link set` (kernel/rawlink.RawLink.set's arguments) without pyroute2."""
+        return await self._kernel(what, self._nl.set, ok_errnos=ok_errnos, **kw)
 
     async def _kernel(self, what: str, fn, *args, ok_errnos=(), **kw) -> bool:
-        """One of kernel/linkget.LinkGet's hand-built requests: True when done, False when the kernel
+        """One of kernel/rawlink.RawLink's hand-built requests: True when done, False when the kernel
         answered one of `ok_errnos`, else KernelError."""
         self.reaper.last_request = asyncio.get_running_loop().time()
         try:
@@ -151,7 +152,7 @@ class Links(RouteOps, TcOps, RetireOps):
             created = True
         if link is None:
             # No STP, no forward delay: ports forward at once, as Docker's bridge does.
-            await self._kernel(f"create bridge {name}", self._getter.create_bridge, name, mtu)
+            await self._kernel(f"create bridge {name}", self._nl.create_bridge, name, mtu)
             link = await self.get(name)
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
@@ -175,7 +176,7 @@ class Links(RouteOps, TcOps, RetireOps):
     async def ensure_addr(self, index: int, name: str, cidr: str) -> None:
         ip = ipaddress.ip_interface(cidr)
         flags = IFA_F_NODAD if ip.version == 6 else 0
-        await self._kernel(f"add address {cidr} to {name}", self._getter.address, True, index, str(ip.ip),
+        await self._kernel(f"add address {cidr} to {name}", self._nl.address, True, index, str(ip.ip),
                            ip.network.prefixlen, flags, ok_errnos=(errno.EEXIST,))
 
     async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str, master: int = 0) -> tuple[LinkInfo, bool]:
@@ -187,7 +188,7 @@ class Links(RouteOps, TcOps, RetireOps):
                 raise KernelError(f"{host} exists and is not a veth")
             same_owner(link, alias)
             return link, False
-        await self._kernel(f"create veth {host}", self._getter.create_veth, host, peer, mac, mtu, master=master,
+        await self._kernel(f"create veth {host}", self._nl.create_veth, host, peer, mac, mtu, master=master,
                            up=bool(master))
         return await self.get(host), True
 
@@ -299,7 +300,7 @@ class Links(RouteOps, TcOps, RetireOps):
                                 up=True)
             self.reaper.last_request = asyncio.get_running_loop().time()
             try:
-                self._getter.brport(link.index, isolated=isolated, hairpin=hairpin)
+                self._nl.brport(link.index, isolated=isolated, hairpin=hairpin)
             except OSError as e:
                 raise KernelError(f"set bridge port flags on {link.name}: {e.strerror or e}") from None
         except BaseException:

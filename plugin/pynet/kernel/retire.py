@@ -40,7 +40,7 @@ _tombs = itertools.count(1)
 
 
 class RetireOps:
-    """Needs `get(name)`, `_getter` (kernel/linkget.py), `_set(what, ...)`, `_kernel(what, fn, ...)`,
+    """Needs `get(name)`, `_nl` (kernel/rawlink.py), `_set(what, ...)`, `_kernel(what, fn, ...)`,
     `prefix` and `reaper` from the class it is mixed into."""
 
     async def retire(self, name: str, peer: str = "") -> None:
@@ -66,7 +66,7 @@ class RetireOps:
         self.reaper.retired(tomb, bridge=True)
         for cidr in addrs:
             ip = ipaddress.ip_interface(cidr)
-            await self._kernel(f"remove address {cidr} from {name}", self._getter.address, False, link.index,
+            await self._kernel(f"remove address {cidr} from {name}", self._nl.address, False, link.index,
                                str(ip.ip), ip.network.prefixlen, ok_errnos=(errno.EADDRNOTAVAIL, errno.ENODEV))
 
     async def reuse_bridge(self, name: str, alias: str, mtu: int, ipv6: bool, mac: str) -> LinkInfo | None:
@@ -81,7 +81,7 @@ class RetireOps:
         if tomb is None:
             return None
         try:
-            old = self._getter.get(tomb)  # not get(): that would unregister it first (reaper.take)
+            old = self._nl.get(tomb)  # not get(): that would unregister it first (reaper.take)
         except OSError:
             old = None
         if old is None or old.kind != "bridge":

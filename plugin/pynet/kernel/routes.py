@@ -17,7 +17,7 @@ RTNH_F_ONLINK = 0x04
 
 
 class RouteOps:
-    """Needs `get(name)`, `_getter` (kernel/linkget.py) and `_call(what, method, ...)` from the class it
+    """Needs `get(name)`, `_nl` (kernel/rawlink.py) and `_call(what, method, ...)` from the class it
     is mixed into."""
 
     async def ensure_route(self, cidr: str, dev: str, src: str = "", table: int = 0, gateway: str = "") -> None:
@@ -106,12 +106,12 @@ class RouteOps:
     async def addresses(self) -> list[tuple[str, str]]:
         """Every (interface name, CIDR) on the host, for overlap checks and the host's own addresses;
         IPv6 link-local ones left out (per link: they never conflict, and every veth has one). From one
-        address dump read without pyroute2's decoder (kernel/linkget.py): an IPv4 address names its
+        address dump read without pyroute2's decoder (kernel/rawlink.py): an IPv4 address names its
         interface (its label); an IPv6 one's is looked up by index, once each (no link dump: it grows
         with the host's links, 1,000 veths at 1,000 containers)."""
         out, names = [], {}
         try:
-            found = self._getter.addresses()
+            found = self._nl.addresses()
         except OSError as e:
             raise KernelError(f"list addresses: {e.strerror or e}") from None
         for family, index, addr, prefixlen, label in found:
@@ -125,7 +125,7 @@ class RouteOps:
 
     async def _name_of(self, index: int) -> str:
         try:
-            link = self._getter.by_index(index)
+            link = self._nl.by_index(index)
         except OSError as e:
             raise KernelError(f"look up interface {index}: {e.strerror or e}") from None
         return (link.name if link else None) or str(index)

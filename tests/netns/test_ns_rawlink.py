@@ -1,5 +1,6 @@
-"""kernel/linkget.py (the daemon's look-up of a link by name, without pyroute2's decoder) reads what
-pyroute2 reads, on real links of every kind pynet makes, with and without alias, master and MTU."""
+"""kernel/rawlink.py, the daemon's hand-built netlink requests, against the real kernel: its look-ups
+read what pyroute2 reads, on links of every kind pynet makes (with and without alias, master, MTU),
+and its changes are what `ip` shows."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pyroute2 import AsyncIPRoute
 from dhcp_lan import run_in_netns
 from lib import Netns
 from pynet.errors import KernelError
-from pynet.kernel.linkget import LinkGet
+from pynet.kernel.rawlink import RawLink
 from pynet.kernel.linkinfo import info
 from pynet.kernel.links import Links
 
@@ -38,7 +39,7 @@ def test_the_raw_look_up_reads_what_pyroute2_reads(ns):
     names = ["lo", "br0", "vh0", "vc0", "mv0", "vx0"]
 
     async def both():
-        out, ipr, getter = {}, AsyncIPRoute(), LinkGet()
+        out, ipr, getter = {}, AsyncIPRoute(), RawLink()
         try:
             for name in names:
                 msgs = await ipr.link("get", ifname=name)
@@ -69,7 +70,7 @@ def test_a_missing_or_impossible_name_is_none_through_links(ns):
 
 
 def test_a_refusal_other_than_no_such_device_is_an_error(monkeypatch):
-    getter = LinkGet()
+    getter = RawLink()
 
     def refuse(name):
         raise PermissionError(1, "Operation not permitted")
@@ -77,7 +78,7 @@ def test_a_refusal_other_than_no_such_device_is_an_error(monkeypatch):
 
     async def go():
         links = Links("pn-")
-        links._getter = getter
+        links._nl = getter
         await links.get("x")
     with pytest.raises(KernelError, match="look up x: Operation not permitted"):
         asyncio.run(go())
@@ -111,7 +112,7 @@ def test_addresses_name_every_interface_and_leave_out_ipv6_link_local(ns):
 
 
 def test_link_changes_written_by_hand_are_what_ip_shows(ns):
-    """LinkGet.set and .brport (the protocol calls' link changes without pyroute2), read back with
+    """RawLink.set and .brport (the protocol calls' link changes without pyroute2), read back with
     `ip -d`: master, alias, up and down, group, MTU, MAC, a rename, a rename by name look-up, and a
     bridge port's hairpin and isolated flags, on and off; an unknown link is ENODEV."""
     ns.run("ip", "link", "add", "br0", "type", "bridge")
@@ -121,7 +122,7 @@ def test_link_changes_written_by_hand_are_what_ip_shows(ns):
         return json.loads(ns.run("ip", "-d", "-j", "link", "show", "dev", name).stdout)[0]
 
     async def step(fn):
-        getter = LinkGet()
+        getter = RawLink()
         try:
             return fn(getter)
         finally:
@@ -152,14 +153,14 @@ def test_link_changes_written_by_hand_are_what_ip_shows(ns):
 
 
 def test_links_and_addresses_made_by_hand_are_what_ip_shows(ns):
-    """LinkGet.create_bridge, .create_veth and .address (CreateNetwork's and CreateEndpoint's requests
+    """RawLink.create_bridge, .create_veth and .address (CreateNetwork's and CreateEndpoint's requests
     without pyroute2), read back with `ip -d`: no STP and no forward delay, MTU, the veth's peer name,
     MAC and MTU, its master and up flag; addresses of both families added, refused twice, removed."""
     def show(name):
         return json.loads(ns.run("ip", "-d", "-j", "link", "show", "dev", name).stdout)[0]
 
     async def step(fn):
-        getter = LinkGet()
+        getter = RawLink()
         try:
             return fn(getter)
         finally:
