@@ -92,6 +92,9 @@ class RawLink:
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
         self._seq = int.from_bytes(os.urandom(3), "little")
+        # One receive buffer for the socket's life: recv() would allocate 64 KiB per read and shrink it
+        # in place, and the heap fragments around what outlives it (kernel/nlmem.py).
+        self._buf = bytearray(65536)
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
@@ -225,7 +228,8 @@ class RawLink:
         s.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), msg_type, flags, self._seq, 0) + body)
         dump = flags & NLM_F_DUMP
         while True:
-            data = s.recv(65536)  # a dump comes in as many reads as it needs
+            n = s.recv_into(self._buf)  # a dump comes in as many reads as it needs
+            data = bytes(self._buf[:n])
             off = 0
             while off + NLMSG_HDR.size <= len(data):
                 length, kind, _flags, seq, _port = NLMSG_HDR.unpack_from(data, off)
