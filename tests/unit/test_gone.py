@@ -91,7 +91,7 @@ def test_making_a_limit_on_a_device_that_went_is_still_an_error():
 
 class FlakyNft:
     """A netdev table whose chain the kernel deletes (with its device) between read and change, as
-    kernels before 6.16 do: the first change is refused, the second read no longer shows the chain."""
+    older kernels do (6.18 keeps them): the first change is refused, the second read no longer shows the chain."""
 
     def __init__(self):
         self.runs: list[list[str]] = []

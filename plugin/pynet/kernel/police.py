@@ -121,7 +121,7 @@ class Police:
         await self._remove(plan)
 
     async def _remove(self, plan) -> None:
-        """Run plan(what the table holds now), a removal. Kernels before 6.16 delete a device's
+        """Run plan(what the table holds now), a removal. Older kernels delete a device's
         netdev chains when the device goes (a container's veth with its namespace, in the
         background), which can happen between the read and the change: then read and plan again."""
         async with self._lock:
