@@ -20,31 +20,27 @@ import struct
 from .linkinfo import LinkInfo
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 18, 20, 22
+RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 16, 18, 19, 20, 21, 22
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-IFA_ADDRESS, IFA_LABEL = 1, 3
-IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 1, 3, 4, 10, 18, 20
-IFLA_INFO_KIND = 1
-IFLA_PROTINFO, IFLA_GROUP = 12, 27
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
+NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 10, 12
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 18, 20, 27
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2  # in IFLA_LINKINFO
+IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5  # a bridge's IFLA_INFO_DATA
+VETH_INFO_PEER = 1  # a veth's IFLA_INFO_DATA
 IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33  # in IFLA_PROTINFO (AF_BRIDGE)
-NLA_F_NESTED = 0x8000
-RTM_SETLINK, RTM_DELADDR = 19, 21
-NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x4, 0x200, 0x400
-IFLA_INFO_DATA = 2
-IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
-VETH_INFO_PEER = 1
-IFA_LOCAL = 2
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL = 1, 2, 3
 IFF_UP = 0x1
-NLA_TYPE_MASK = 0x3FFF
+IFNAMSIZ = 16
 NLMSG_HDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 NLA_HDR = struct.Struct("=HH")
-IFNAMSIZ = 16
 
 
-def _attrs(msg: bytes, start: int, end: int):
+def attributes(msg: bytes, start: int, end: int):
+    """(type, payload) of each netlink attribute of msg[start:end]."""
     off = start
     while off + NLA_HDR.size <= end:
         length, kind = NLA_HDR.unpack_from(msg, off)
@@ -59,6 +55,18 @@ def _nla(kind: int, payload: bytes) -> bytes:
     return out + b"\0" * (-len(out) % 4)
 
 
+def _str(kind: int, text: str) -> bytes:
+    return _nla(kind, text.encode() + b"\0")
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return _nla(kind, struct.pack("=I", value))
+
+
+def _mac(kind: int, mac: str) -> bytes:
+    return _nla(kind, bytes.fromhex(mac.replace(":", "")))
+
+
 def _text(payload: bytes) -> str:
     return payload.split(b"\0", 1)[0].decode(errors="replace")
 
@@ -67,7 +75,7 @@ def parse(msg: bytes) -> LinkInfo:
     """An RTM_NEWLINK message (netlink header included) as LinkInfo."""
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(msg, NLMSG_HDR.size)
     fields = {"name": "", "alias": "", "kind": "", "master": 0, "mac": "", "mtu": 0}
-    for kind, payload in _attrs(msg, NLMSG_HDR.size + IFINFOMSG.size, len(msg)):
+    for kind, payload in attributes(msg, NLMSG_HDR.size + IFINFOMSG.size, len(msg)):
         if kind == IFLA_IFNAME:
             fields["name"] = _text(payload)
         elif kind == IFLA_IFALIAS:
@@ -79,7 +87,7 @@ def parse(msg: bytes) -> LinkInfo:
         elif kind == IFLA_MTU and len(payload) >= 4:
             fields["mtu"] = struct.unpack_from("=I", payload)[0]
         elif kind == IFLA_LINKINFO:
-            for sub, value in _attrs(payload, 0, len(payload)):
+            for sub, value in attributes(payload, 0, len(payload)):
                 if sub == IFLA_INFO_KIND:
                     fields["kind"] = _text(value)
     return LinkInfo(index=index, up=bool(flags & IFF_UP), **fields)
@@ -111,18 +119,15 @@ class RawLink:
 
     def get(self, name: str) -> LinkInfo | None:
         """The link called `name` in this network namespace, or None; OSError on any other refusal."""
-        raw = name.encode()
-        if not raw or len(raw) >= IFNAMSIZ:
+        if not name or len(name.encode()) >= IFNAMSIZ:
             return None  # no link can have that name (the kernel would answer EINVAL)
-        attr = raw + b"\0"
-        nla = NLA_HDR.pack(NLA_HDR.size + len(attr), IFLA_IFNAME) + attr
-        return self._link(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + nla + b"\0" * (-len(nla) % 4))
+        return self._link(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, name))
 
     def by_index(self, index: int) -> LinkInfo | None:
         return self._link(IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0))
 
     def _link(self, body: bytes) -> LinkInfo | None:
-        for kind, msg in self._request(RTM_GETLINK, NLM_F_REQUEST, body):
+        for kind, msg in self.request(RTM_GETLINK, NLM_F_REQUEST, body):
             if kind == RTM_NEWLINK:
                 return parse(msg)
         return None
@@ -130,13 +135,13 @@ class RawLink:
     def addresses(self) -> list[tuple[int, int, str, int, str]]:
         """(family, interface index, address, prefix length, label or "") of every address (one dump)."""
         out = []
-        for kind, msg in self._request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP,
+        for kind, msg in self.request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP,
                                        IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             if kind != RTM_NEWADDR:
                 continue
             family, prefixlen, _flags, _scope, index = IFADDRMSG.unpack_from(msg, NLMSG_HDR.size)
             addr, label = None, ""
-            for key, payload in _attrs(msg, NLMSG_HDR.size + IFADDRMSG.size, len(msg)):
+            for key, payload in attributes(msg, NLMSG_HDR.size + IFADDRMSG.size, len(msg)):
                 if key == IFA_ADDRESS and family in (socket.AF_INET, socket.AF_INET6):
                     addr = socket.inet_ntop(family, payload)
                 elif key == IFA_LABEL:
@@ -147,80 +152,68 @@ class RawLink:
 
     def set(self, index: int = 0, name: str = "", up: bool | None = None, master: int | None = None,
             alias: str | None = None, ifname: str | None = None, group: int | None = None,
-            mtu: int | None = None, mac: str | None = None) -> None:
+            mtu: int | None = None, mac: str | None = None) -> bool:
         """`ip link set`: the link `index` (or, without one, called `name`) gets what is given;
         `ifname` renames it. OSError (ENODEV: no such link) when the kernel refuses."""
-        attrs = b""
-        if not index:
-            attrs += _nla(IFLA_IFNAME, name.encode() + b"\0")
+        attrs = b"" if index else _str(IFLA_IFNAME, name)
         if ifname is not None:
-            attrs += _nla(IFLA_IFNAME, ifname.encode() + b"\0")
+            attrs += _str(IFLA_IFNAME, ifname)
         if master is not None:
-            attrs += _nla(IFLA_MASTER, struct.pack("=I", master))
+            attrs += _u32(IFLA_MASTER, master)
         if alias is not None:
-            attrs += _nla(IFLA_IFALIAS, alias.encode() + b"\0")
+            attrs += _str(IFLA_IFALIAS, alias)
         if group is not None:
-            attrs += _nla(IFLA_GROUP, struct.pack("=I", group))
+            attrs += _u32(IFLA_GROUP, group)
         if mtu is not None:
-            attrs += _nla(IFLA_MTU, struct.pack("=I", mtu))
+            attrs += _u32(IFLA_MTU, mtu)
         if mac is not None:
-            attrs += _nla(IFLA_ADDRESS, bytes(int(b, 16) for b in mac.split(":")))
+            attrs += _mac(IFLA_ADDRESS, mac)
         flags, change = (0, 0) if up is None else (IFF_UP if up else 0, IFF_UP)
-        self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs)
+        return self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs)
 
-    def create_bridge(self, name: str, mtu: int = 0) -> None:
+    def create_bridge(self, name: str, mtu: int = 0) -> bool:
         """A bridge without STP or forward delay (`ip link add NAME type bridge stp_state 0 forward_delay 0`)."""
-        data = _nla(IFLA_BR_FORWARD_DELAY, struct.pack("=I", 0)) + _nla(IFLA_BR_STP_STATE, struct.pack("=I", 0))
-        linkinfo = _nla(IFLA_INFO_KIND, b"bridge\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
-        attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + (_nla(IFLA_MTU, struct.pack("=I", mtu)) if mtu else b"")
-        self._new(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+        data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
+        linkinfo = _str(IFLA_INFO_KIND, "bridge") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+        attrs = _str(IFLA_IFNAME, name) + (_u32(IFLA_MTU, mtu) if mtu else b"")
+        return self._ack(RTM_NEWLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs
+                         + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo), NLM_F_CREATE | NLM_F_EXCL)
 
-    def create_veth(self, host: str, peer: str, mac: str, mtu: int = 0, master: int = 0, up: bool = False) -> None:
+    def create_veth(self, host: str, peer: str, mac: str, mtu: int = 0, master: int = 0, up: bool = False) -> bool:
         """A veth pair: `host` (a port of bridge `master`, up, when given) and `peer` with `mac`."""
-        mtu_nla = _nla(IFLA_MTU, struct.pack("=I", mtu)) if mtu else b""
-        peer_msg = (IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _nla(IFLA_IFNAME, peer.encode() + b"\0")
-                    + _nla(IFLA_ADDRESS, bytes(int(b, 16) for b in mac.split(":"))) + mtu_nla)
-        linkinfo = _nla(IFLA_INFO_KIND, b"veth\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED,
-                                                          _nla(VETH_INFO_PEER | NLA_F_NESTED, peer_msg))
-        attrs = _nla(IFLA_IFNAME, host.encode() + b"\0") + mtu_nla
-        if master:
-            attrs += _nla(IFLA_MASTER, struct.pack("=I", master))
+        mtu_nla = _u32(IFLA_MTU, mtu) if mtu else b""
+        peer_msg = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, peer) + _mac(IFLA_ADDRESS, mac) \
+            + mtu_nla
+        linkinfo = _str(IFLA_INFO_KIND, "veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                       _nla(VETH_INFO_PEER | NLA_F_NESTED, peer_msg))
+        attrs = _str(IFLA_IFNAME, host) + mtu_nla + (_u32(IFLA_MASTER, master) if master else b"")
         flags = IFF_UP if up else 0
-        self._new(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, flags) + attrs
-                  + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+        return self._ack(RTM_NEWLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, flags) + attrs
+                         + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo), NLM_F_CREATE | NLM_F_EXCL)
 
-    def _new(self, body: bytes) -> None:
-        for _ in self._request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body,
-                               gone_ok=False):
-            pass
-
-    def address(self, add: bool, index: int, ip: str, prefixlen: int, flags: int = 0) -> None:
+    def address(self, add: bool, index: int, ip: str, prefixlen: int, flags: int = 0) -> bool:
         """`ip addr add|del IP/PREFIXLEN dev INDEX`; OSError EEXIST / EADDRNOTAVAIL when it already is /
         is not there."""
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         raw = socket.inet_pton(family, ip)
         body = IFADDRMSG.pack(family, prefixlen, flags, 0, index) + _nla(IFA_LOCAL, raw) + _nla(IFA_ADDRESS, raw)
         if add:
-            self._request_ack(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
-        else:
-            self._request_ack(RTM_DELADDR, 0, body)
+            return self._ack(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
+        return self._ack(RTM_DELADDR, body)
 
-    def _request_ack(self, msg_type: int, flags: int, body: bytes) -> None:
-        for _ in self._request(msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, body, gone_ok=False):
-            pass
-
-    def brport(self, index: int, isolated: bool, hairpin: bool) -> None:
+    def brport(self, index: int, isolated: bool, hairpin: bool) -> bool:
         """A bridge port's isolated and hairpin flags (`bridge link set dev X isolated .. hairpin ..`)."""
         protinfo = _nla(IFLA_BRPORT_MODE, bytes([int(hairpin)])) + _nla(IFLA_BRPORT_ISOLATED, bytes([int(isolated)]))
-        self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0)
-                  + _nla(IFLA_PROTINFO | NLA_F_NESTED, protinfo))
+        return self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0)
+                         + _nla(IFLA_PROTINFO | NLA_F_NESTED, protinfo))
 
-    def _ack(self, msg_type: int, body: bytes) -> None:
-        """A change, and the kernel's answer: nothing, or OSError (ENODEV included)."""
-        for _ in self._request(msg_type, NLM_F_REQUEST | NLM_F_ACK, body, gone_ok=False):
+    def _ack(self, msg_type: int, body: bytes, flags: int = 0) -> bool:
+        """A change and the kernel's answer: True, or OSError (ENODEV included)."""
+        for _ in self.request(msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, body, gone_ok=False):
             pass
+        return True
 
-    def _request(self, msg_type: int, flags: int, body: bytes, gone_ok: bool = True):
+    def request(self, msg_type: int, flags: int, body: bytes, gone_ok: bool = True):
         """Send one request; yield (type, message) of its replies until the last. A missing link
         (ENODEV) ends it with nothing when `gone_ok`; any other error is OSError."""
         self._seq = (self._seq + 1) & 0x7FFFFFFF
