@@ -116,11 +116,7 @@ class Links(RouteOps, TcOps, RetireOps):
     async def get(self, name: str) -> LinkInfo | None:
         """The link of that name; a retired one still holding it is unregistered first (None)."""
         await self.reaper.take(name)
-        self.reaper.last_request = asyncio.get_running_loop().time()
-        try:
-            return self._nl.get(name)
-        except OSError as e:
-            raise KernelError(f"look up {name}: {e.strerror or e}") from None
+        return await self._kernel(f"look up {name}", self._nl.get, name)
 
     async def delete(self, name: str) -> None:
         await self.reaper.delete(name)
@@ -129,13 +125,12 @@ class Links(RouteOps, TcOps, RetireOps):
         """`ip link set` (kernel/rawlink.RawLink.set's arguments) without pyroute2."""
         return await self._kernel(what, self._nl.set, ok_errnos=ok_errnos, **kw)
 
-    async def _kernel(self, what: str, fn, *args, ok_errnos=(), **kw) -> bool:
-        """One of kernel/rawlink.RawLink's hand-built requests: True when done, False when the kernel
-        answered one of `ok_errnos`, else KernelError."""
+    async def _kernel(self, what: str, fn, *args, ok_errnos=(), **kw):
+        """One of kernel/rawlink.RawLink's hand-built requests: its answer (True for a change), False
+        when the kernel answered one of `ok_errnos`, else KernelError."""
         self.reaper.last_request = asyncio.get_running_loop().time()
         try:
-            fn(*args, **kw)
-            return True
+            return fn(*args, **kw)
         except OSError as e:
             if e.errno in ok_errnos:
                 return False
@@ -179,7 +174,8 @@ class Links(RouteOps, TcOps, RetireOps):
         await self._kernel(f"add address {cidr} to {name}", self._nl.address, True, index, str(ip.ip),
                            ip.network.prefixlen, flags, ok_errnos=(errno.EEXIST,))
 
-    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str, master: int = 0) -> tuple[LinkInfo, bool]:
+    async def _veth(self, host: str, peer: str, mac: str, mtu: int, alias: str,
+                    master: int = 0) -> tuple[LinkInfo, bool]:
         """The veth pair `host`/`peer` (peer with `mac`), made if missing: (host side, created).
         `master`: the host side is made a port of that bridge, up, in the same request."""
         link = await self.get(host)
@@ -298,11 +294,8 @@ class Links(RouteOps, TcOps, RetireOps):
             if (link.master, link.alias, link.up) != (bridge.index, alias, True):
                 await self._set(f"attach {link.name} to {master}", index=link.index, master=bridge.index, alias=alias,
                                 up=True)
-            self.reaper.last_request = asyncio.get_running_loop().time()
-            try:
-                self._nl.brport(link.index, isolated=isolated, hairpin=hairpin)
-            except OSError as e:
-                raise KernelError(f"set bridge port flags on {link.name}: {e.strerror or e}") from None
+            await self._kernel(f"set bridge port flags on {link.name}", self._nl.brport, link.index,
+                               isolated=isolated, hairpin=hairpin)
         except BaseException:
             if created:
                 await self.delete(link.name)

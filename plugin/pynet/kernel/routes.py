@@ -17,8 +17,8 @@ RTNH_F_ONLINK = 0x04
 
 
 class RouteOps:
-    """Needs `get(name)`, `_nl` (kernel/rawlink.py) and `_call(what, method, ...)` from the class it
-    is mixed into."""
+    """Needs `get(name)`, `_nl` (kernel/rawlink.py), `_kernel(what, fn, ...)` and `_call(what, method, ...)`
+    from the class it is mixed into."""
 
     async def ensure_route(self, cidr: str, dev: str, src: str = "", table: int = 0, gateway: str = "") -> None:
         link = await self.get(dev)
@@ -110,11 +110,7 @@ class RouteOps:
         interface (its label); an IPv6 one's is looked up by index, once each (no link dump: it grows
         with the host's links, 1,000 veths at 1,000 containers)."""
         out, names = [], {}
-        try:
-            found = self._nl.addresses()
-        except OSError as e:
-            raise KernelError(f"list addresses: {e.strerror or e}") from None
-        for family, index, addr, prefixlen, label in found:
+        for family, index, addr, prefixlen, label in await self._kernel("list addresses", self._nl.addresses):
             if family == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local:
                 continue
             if index not in names:
@@ -124,8 +120,5 @@ class RouteOps:
         return out
 
     async def _name_of(self, index: int) -> str:
-        try:
-            link = self._nl.by_index(index)
-        except OSError as e:
-            raise KernelError(f"look up interface {index}: {e.strerror or e}") from None
+        link = await self._kernel(f"look up interface {index}", self._nl.by_index, index)
         return (link.name if link else None) or str(index)
