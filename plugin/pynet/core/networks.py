@@ -36,7 +36,7 @@ class Networks(Part):
     def __init__(self, *part, ipam):
         super().__init__(*part)
         self.ipam = ipam
-        self._synced: tuple | None = None  # the last DOCKER-USER sync's arguments, when it succeeded
+        self._synced: frozenset[str] | None = None  # the patterns of the last DOCKER-USER sync that succeeded
         self._forget: set[str] = set()  # patterns of deleted networks whose accepts still linger
         self._linger: asyncio.Task | None = None
         self.docker_user_linger = DOCKER_USER_LINGER
@@ -66,9 +66,8 @@ class Networks(Part):
         always looks, so a chain someone else flushed is mended there."""
         self._forget |= set(forget)
         wanted, ours = self.docker_user_patterns()
-        args = (tuple(wanted), frozenset(ours | self._forget), self.state.keep_all())
-        if changed_only and self._synced is not None and set(wanted) <= set(self._synced[0]):
-            if set(wanted) != set(self._synced[0]) and (self._linger is None or self._linger.done()):
+        if changed_only and self._synced is not None and set(wanted) <= self._synced:
+            if set(wanted) != self._synced and (self._linger is None or self._linger.done()):
                 self._linger = asyncio.get_running_loop().create_task(self._linger_then_sync())
             return
         if self._linger is not None and self._linger is not asyncio.current_task():
@@ -76,8 +75,8 @@ class Networks(Part):
         self._linger = None
         self._synced = None
         try:
-            await self.firewall.sync_docker_user(list(args[0]), set(args[1]), keep=args[2])
-            self._synced = args
+            await self.firewall.sync_docker_user(wanted, ours | self._forget, keep=self.state.keep_all())
+            self._synced = frozenset(wanted)
             self._forget.clear()
         except KernelError as e:
             log.error("DOCKER-USER sync failed", extra={"fields": {"error": str(e)}})
