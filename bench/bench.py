@@ -72,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
                     "in --out from results.json (`make bench-report`)")
     ap.add_argument("--results", default="", help="with --report-only: the results.json to read (default: the "
                     "one in --out)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=JSON",
+                    help="override one of params.py's parameters for this run, e.g. scale_levels=[200] "
+                    "scale_turns=[5] (results.json records the parameters used)")
     ap.add_argument("--engine-sock", default="", help="measure on this engine, one of the bench's own "
                     "(scripts/bench-engine.sh run SECTION); section ports_proxy_off: it runs with "
                     f"{PROXY_OFF_FLAG} already, nothing is restarted")
@@ -100,6 +103,14 @@ def main() -> int:
     signal.signal(signal.SIGHUP, to_interrupt)
     b = Bench(args.quick, out)
     b.only = {x.strip() for x in args.only.split(",") if x.strip()}
+    for spec in args.param:
+        name, _, value = spec.partition("=")
+        if name not in b.p:
+            ap.error(f"--param {spec}: no parameter {name!r} (params.py has {', '.join(sorted(b.p))})")
+        try:
+            b.p[name] = json.loads(value)
+        except ValueError:
+            ap.error(f"--param {spec}: the value must be JSON, e.g. {name}={json.dumps(b.p[name])}")
     b.proxy_off = args.proxy_off
     b.engine_sock = args.engine_sock
     rc = 1

@@ -23,4 +23,5 @@ PARAMS = {
     "limit_secs": (2, 4),
     "limit_rounds": (1, 2),
     "scale_levels": ((200,), (200, 1000)),  # section 11: containers on one network
+    "scale_turns": ((1,), (3, 1)),  # section 11: turns per level (pynet, then Docker, order rotating)
 }

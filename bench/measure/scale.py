@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from common import DRIVER, IMAGE, LABEL, NAME, docker, log, rotated
+from common import DRIVER, IMAGE, LABEL, NAME, BenchError, docker, log, rotated
 
 from .lan_run import calls_ms, log_size
 
@@ -20,17 +20,21 @@ NETS = {"pynet nat": (DRIVER, 0), "docker bridge": ("bridge", 1)}
 NET = f"{NAME}-scale"
 
 
-def net_of(key: str, level: int) -> tuple[str, str]:
-    """A network name and a /21 of its own for each turn: one Docker would not let go (below) must not
-    void the turns after it."""
+MAX_TURNS = 6  # per level: each turn's network has a /21 of its own in 10.252.0.0/16
+
+
+def net_of(key: str, level: int, r: int = 0) -> tuple[str, str]:
+    """A network name and a /21 of its own for each turn (r: the turn at this level): one Docker would
+    not let go (below) must not void the turns after it."""
     driver, k = NETS[key]
-    return f"{NET}-{'p' if driver == DRIVER else 'b'}{level}", f"10.252.{8 * (2 * (level // 1000) + k)}.0/21"
+    slot = 2 * (MAX_TURNS * (level // 1000) + r) + k
+    return f"{NET}-{'p' if driver == DRIVER else 'b'}{level}{'' if not r else f'-{r}'}", f"10.252.{8 * slot}.0/21"
 EDGE = 20  # containers at each end whose calls are compared
 
 
-def turn(b: Bench, key: str, n: int) -> dict:
+def turn(b: Bench, key: str, n: int, r: int = 0) -> dict:
     driver = NETS[key][0]
-    net, subnet = net_of(key, n)
+    net, subnet = net_of(key, n, r)
     docker("network", "create", "-d", driver, "--label", LABEL, "--subnet", subnet, net)
     ids: list[str] = []
     try:
@@ -76,12 +80,31 @@ def remove_network(key: str, n: int, net: str) -> None:
 
 
 def measure(b: Bench) -> dict:
+    """One or more turns per level (scale_turns), pynet and Docker in a rotating order, each pair close
+    in time: a level's figures are its turns' medians, and the ratio to compare is the median of the
+    pairs' ratios (Docker's own turn moves by 10 % from one to the next on this machine)."""
+    levels = list(zip(b.p["scale_levels"], b.p["scale_turns"]))
+    if any(not 0 < turns <= MAX_TURNS for _, turns in levels):
+        raise BenchError(f"scale_turns: 1 to {MAX_TURNS} per level, got {b.p['scale_turns']}")
     for key in NETS:
-        for n in b.p["scale_levels"]:
-            docker("network", "rm", net_of(key, n)[0], check=False)
+        for n, turns in levels:
+            for r in range(turns):
+                docker("network", "rm", net_of(key, n, r)[0], check=False)
     b.ensure_networks()
     timed = {}
-    for n in b.p["scale_levels"]:
-        for key in rotated(list(NETS), n // 100):
-            timed.setdefault(str(n), {})[key] = turn(b, key, n)
+    for n, turns in levels:
+        runs: dict[str, list[dict]] = {key: [] for key in NETS}
+        for r in range(turns):
+            for key in rotated(list(NETS), n // 100 + r):
+                runs[key].append(turn(b, key, n, r))
+        timed[str(n)] = {key: merged(v) for key, v in runs.items()}
     return {"levels": timed, "edge": EDGE}
+
+
+def merged(turns: list[dict]) -> dict:
+    """A level's turns for one network: the median turn's figures, every turn's times, the first turn's
+    call durations (the others' would repeat them)."""
+    start = sorted(t["start_s"] for t in turns)
+    rm = sorted(t["rm_s"] for t in turns)
+    return {"start_s": start[len(start) // 2], "rm_s": rm[len(rm) // 2], "calls": turns[0]["calls"],
+            "start_turns_s": [t["start_s"] for t in turns], "rm_turns_s": [t["rm_s"] for t in turns]}
