@@ -17,7 +17,16 @@ def headline(d: dict, r: dict) -> list[str]:
     return [f"Protocol: a container's calls take {fmt(up, 1)} ms to attach (CreateEndpoint + Join + "
             f"ProgramExternalConnectivity, p50 sum) and {fmt(down, 1)} ms to detach; daemon RSS "
             f"{fmt(r.get('rss_idle_kb', 0) / 1024, 1)} MiB idle, {fmt(d['rss_after_settle'] / 1024, 1)} MiB "
-            f"after {d['cycles']} network+endpoint create/delete cycles."]
+            f"after {d['cycles']} network+endpoint create/delete cycles{at_rest_growth(d)}."]
+
+
+def at_rest_growth(d: dict) -> str:
+    rest = d.get("at_rest") or []
+    if len(rest) < 3:
+        return ""
+    a, z = rest[1], rest[-1]
+    return (f"; at rest, {fmt((z['rss_kb'] - a['rss_kb']) / 1024, 2)} MiB RSS growth from cycle {a['cycles']} "
+            f"to {z['cycles']}")
 
 
 def render(page: Page, d: dict) -> None:
@@ -55,6 +64,23 @@ def render(page: Page, d: dict) -> None:
         rows.append([f"growth from cycle {warm[0][0]} to {d['cycles']} (after warm-up)",
                      fmt((d["rss_after_settle"] - warm[0][1]) / 1024, 2)])
     page.table(["daemon RSS (VmRSS)", "MiB"], rows)
+    rest = d.get("at_rest") or []
+    if rest:
+        page.add("At rest: the daemon gives the heap's free pages back once no call came for a second (at its "
+                 "next 5 s tick; up to 4 MiB of freed heap stay mapped while calls come, so that they pay no "
+                 "page faults), and the bench waits for that before it reads VmRSS; then it asks the daemon "
+                 "(`pynet status`) for the bytes malloc has handed out and not got back, and the blocks Python's "
+                 "own allocator holds. A leak grows all three between the warm-up and the end.")
+        mib = lambda b: fmt(b / 1048576, 2) if b is not None else "n/a"  # noqa: E731
+        rows = [[f"after {x['cycles']} cycles" if x["cycles"] else "before the cycles",
+                 fmt(x["rss_kb"] / 1024, 2) + ("" if x["trimmed"] else " (not trimmed)"), mib(x["heap_in_use"]),
+                 f"{x['python_blocks']:,}" if x["python_blocks"] is not None else "n/a"] for x in rest]
+        if len(rest) >= 3:
+            a, z = rest[1], rest[-1]
+            rows.append([f"growth from cycle {a['cycles']} to {z['cycles']}", fmt((z["rss_kb"] - a["rss_kb"]) / 1024, 2),
+                         mib(z["heap_in_use"] - a["heap_in_use"]) if a["heap_in_use"] is not None else "n/a",
+                         f"{z['python_blocks'] - a['python_blocks']:+,}" if a["python_blocks"] is not None else "n/a"])
+        page.table(["daemon at rest", "VmRSS MiB", "malloc in use MiB", "Python blocks"], rows)
     if d.get("leftovers"):
         page.add(f"Leftover links after the cycles: {d['leftovers']}")
     page.chart(chart(d), "protocol.png", "protocol latency and RSS")

@@ -8,9 +8,11 @@ import logging
 import os
 import signal
 import socket as socketlib
+import time
 
 from aiohttp import web
 
+from . import procmem
 from .api import control, metrics, protocol
 from .config import Config, parse_address
 from .core.driver import Driver
@@ -108,6 +110,7 @@ async def serve(cfg: Config) -> None:
                 await driver.state.tidy()
             except Exception:  # noqa: BLE001 - keep watching
                 log.exception("firewall check failed")
+            procmem.TRIM.maybe(app[metrics.CALL_METRICS].last, time.monotonic())
 
     watcher = asyncio.create_task(firewall_watch())
     try:

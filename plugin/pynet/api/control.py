@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, procmem
 from ..core import views
 from ..errors import InvalidRequest, NotFound
 from ..model import to_dict
@@ -36,6 +36,7 @@ class Control:
     async def status(self, _request):
         d, cfg, state = self.d, self.cfg, self.d.state
         return _json({
+            "memory": procmem.memory(),  # first: before this call's own look-ups allocate
             "version": __version__, "driver": cfg.driver_name, "socket": cfg.socket, "state_dir": cfg.state_dir,
             "table": cfg.table, "link_prefix": cfg.link_prefix,
             "networks": len(state.nets), "endpoints": sum(len(n.endpoints) for n in state.nets.values()),
@@ -136,3 +137,4 @@ def routes(driver, cfg) -> list[web.RouteDef]:
         web.post("/pynet/v1/state/restore", c.state_restore),
         web.post("/pynet/v1/state/forget", c.state_forget),
     ]
+

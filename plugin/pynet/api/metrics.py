@@ -8,6 +8,8 @@ at scrape time by core/stats.py, yielded by api/exposition.py's collector).
 
 from __future__ import annotations
 
+import time
+
 import prometheus_client
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -34,8 +36,10 @@ class CallMetrics:
                                   registry=self.registry)
         self.errors = Counter("pynet_call_errors", "Calls answered with an error, by call and HTTP status",
                               ["call", "status"], registry=self.registry)
+        self.last = 0.0
 
     def observe(self, request: web.Request, status: int, seconds: float, failed: bool) -> None:
+        self.last = time.monotonic()  # when the last call ended (app.py: the daemon is idle since)
         call = route_of(request)
         self.duration.labels(call).observe(seconds)
         if failed:
