@@ -64,12 +64,6 @@ class Firewall:
         """One transaction; the bookkeeping follows only when the kernel took it."""
         rm, ad = _parse(remove), _parse(add)
         async with self._lock:
-            new = {name: dict(items) for name, items in self._elems.items()}
-            for name, keys in rm.items():
-                for key in keys:
-                    new.get(name, {}).pop(key, None)
-            for name, items in ad.items():
-                new.setdefault(name, {}).update(items)
             deletes = ruleset.element_lines(self.table, "delete", {k: list(v) for k, v in rm.items()})
             adds = ruleset.element_lines(self.table, "add", _lines(ad))
             try:
@@ -86,10 +80,11 @@ class Firewall:
                             pass  # already gone
                     await self.nft.run(adds)
                 else:
+                    new = _apply({name: dict(items) for name, items in self._elems.items()}, rm, ad)
                     kept = await self._port_counts()
                     await self.nft.run(ruleset.skeleton(self.table)
                                        + ruleset.element_lines(self.table, "add", _lines(new, kept)))
-            self._elems = new
+            _apply(self._elems, rm, ad)  # in place: a copy of every set per change grew with the endpoints
 
     def has(self, name: str, element: str) -> bool:
         key = element.split(" : ", 1)[0]
@@ -150,6 +145,16 @@ class Firewall:
         async with self._lock:
             await self.nft.run(lines)
             self._elems = {}
+
+def _apply(elems: dict[str, dict[str, str | None]], rm: dict, ad: dict) -> dict[str, dict[str, str | None]]:
+    """The bookkeeping `elems` with the keys of `rm` gone and the items of `ad` in (changed in place)."""
+    for name, keys in rm.items():
+        for key in keys:
+            elems.get(name, {}).pop(key, None)
+    for name, items in ad.items():
+        elems.setdefault(name, {}).update(items)
+    return elems
+
 
 def _parse(elems: dict[str, list[str]]) -> dict[str, dict[str, str | None]]:
     """nft element texts ("key" or "key : value") -> {name: {key: value}}."""

@@ -44,6 +44,24 @@ class Known:
     leases: dict = dataclasses.field(default_factory=dict)  # (family, MAC) -> the lease dict written
 
 
+@dataclasses.dataclass
+class Change:
+    """What a transaction changes in a network's Known: applied once the database took it."""
+
+    doc: str
+    eps: dict = dataclasses.field(default_factory=dict)  # endpoint ID -> the Endpoint object written
+    gone: list = dataclasses.field(default_factory=list)  # endpoint IDs whose rows were deleted
+    leases: dict = dataclasses.field(default_factory=dict)
+
+    def apply(self, known: Known) -> Known:
+        known.doc = self.doc
+        known.eps.update(self.eps)
+        for ep_id in self.gone:
+            del known.eps[ep_id]
+        known.leases = self.leases
+        return known
+
+
 class Store(AsideOps):
     def __init__(self, state_dir: str, verify: bool = False):
         self.dir = Path(state_dir)
@@ -191,26 +209,29 @@ class Store(AsideOps):
         """The network's changes in one transaction: its row if it changed, the rows of `eps` (changed
         in place) and of endpoints and leases added, replaced or gone. Nothing is written on failure."""
         known = self._known.get(net.id) or Known()
-        ops, after = self._ops(net, known, eps)
+        ops, change = self._ops(net, known, eps)
         self._write(ops)
-        self._known[net.id] = after
+        self._known[net.id] = change.apply(known)
         if self.verify:
             self._check(net)
 
-    def _ops(self, net: Network, known: Known, eps) -> tuple[list[tuple[str, tuple]], Known]:
+    def _ops(self, net: Network, known: Known, eps) -> tuple[list[tuple[str, tuple]], Change]:
+        """The rows to write, and the change to the bookkeeping once they are (not a copy of it: that
+        grew with the network's endpoints, at every call)."""
         ops: list[tuple[str, tuple]] = []
-        after = Known(network_doc(net), dict(known.eps), dict(known.leases))
-        if after.doc != known.doc:
-            ops.append(("INSERT OR REPLACE INTO networks VALUES (?, ?, ?)", (net.id, after.doc, digest(after.doc))))
+        change = Change(network_doc(net))
+        if change.doc != known.doc:
+            ops.append(("INSERT OR REPLACE INTO networks VALUES (?, ?, ?)", (net.id, change.doc, digest(change.doc))))
         named = {ep.id for ep in eps}
         for ep_id, ep in net.endpoints.items():
             if ep_id in named or known.eps.get(ep_id) is not ep:
                 text = endpoint_doc(ep)
                 ops.append(("INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)", (net.id, ep_id, text, digest(text))))
-                after.eps[ep_id] = ep
-        for ep_id in [e for e in known.eps if e not in net.endpoints]:
-            ops.append(("DELETE FROM endpoints WHERE network_id = ? AND id = ?", (net.id, ep_id)))
-            del after.eps[ep_id]
+                change.eps[ep_id] = ep
+        if len(known.eps) + len(change.eps) > len(net.endpoints):  # some endpoint of the rows is gone
+            for ep_id in [e for e in known.eps if e not in net.endpoints]:
+                ops.append(("DELETE FROM endpoints WHERE network_id = ? AND id = ?", (net.id, ep_id)))
+                change.gone.append(ep_id)
         current = {(v, mac): d for v, f in LEASE_FIELDS.items() for mac, d in getattr(net, f).items()}
         for key, d in current.items():
             if known.leases.get(key) is not d:  # leases are replaced, never changed in place
@@ -218,8 +239,8 @@ class Store(AsideOps):
                 ops.append(("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)", (net.id, *key, text, digest(text))))
         for key in [k for k in known.leases if k not in current]:
             ops.append(("DELETE FROM leases WHERE network_id = ? AND family = ? AND mac = ?", (net.id, *key)))
-        after.leases = current
-        return ops, after
+        change.leases = current
+        return ops, change
 
     def _write(self, ops: list[tuple[str, tuple]]) -> None:
         """ops, after the deferred deletes, in one transaction (the deletes stay pending if it fails)."""

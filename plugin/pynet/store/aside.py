@@ -50,7 +50,7 @@ class AsideOps:
             raise Conflict(f"network {net.id[:12]} is known to pynet and in use: nothing to restore")
         from . import Known  # the store's bookkeeping of what its rows hold
 
-        ops, after = self._ops(net, Known(), ())
+        ops, _change = self._ops(net, Known(), ())
         ops.append(("DELETE FROM aside WHERE network_id = ?", (net.id,)))
         self._write([("DELETE FROM networks WHERE id = ?", (net.id,)),
                      ("DELETE FROM endpoints WHERE network_id = ?", (net.id,)),
