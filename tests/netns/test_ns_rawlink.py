@@ -165,12 +165,19 @@ def test_links_and_addresses_made_by_hand_are_what_ip_shows(ns):
     def run(fn):
         return with_raw(ns, fn)
 
-    run(lambda g: g.create_bridge("br0", 1450))
+    echo = run(lambda g: g.create_bridge("br0", 1450))
     br = show(ns, "br0")
     data = br["linkinfo"]["info_data"]
     assert br["mtu"] == 1450 and data["stp_state"] == 0 and data["forward_delay"] == 0
-    run(lambda g: g.create_veth("vh0", "vc0", "02:42:0a:00:00:05", 1450, master=br["ifindex"], up=True))
+    # 6.3 and later echo the new link (its index without a look-up); older kernels: None
+    assert echo is None or (echo.index, echo.name, echo.kind) == (br["ifindex"], "br0", "bridge")
+
+    def veth_then_get(g):  # the echo and the ACK both read: the next request on the socket gets its own answer
+        return g.create_veth("vh0", "vc0", "02:42:0a:00:00:05", 1450, master=br["ifindex"], up=True), g.get("br0")
+    echo, again = run(veth_then_get)
     vh, vc = show(ns, "vh0"), show(ns, "vc0")
+    assert echo is None or (echo.index, echo.name, echo.kind) == (vh["ifindex"], "vh0", "veth")
+    assert (again.index, again.name) == (br["ifindex"], "br0")
     assert (vh["master"], "UP" in vh["flags"], vh["mtu"]) == ("br0", True, 1450)
     assert (vc["address"], vc["mtu"], "UP" in vc["flags"]) == ("02:42:0a:00:00:05", 1450, False)
     run(lambda g: g.create_veth("vh1", "vc1", "02:42:0a:00:00:06"))
@@ -193,3 +200,32 @@ def test_links_and_addresses_made_by_hand_are_what_ip_shows(ns):
     with pytest.raises(OSError) as e:
         run(lambda g: g.address(False, br["ifindex"], "10.92.0.1", 24))
     assert e.value.errno == errno.EADDRNOTAVAIL
+
+
+def test_a_veth_is_made_once_and_a_taken_name_is_refused_by_name(ns):
+    """Links makes a veth without looking it up first (create; EEXIST: look up): made again, it is the
+    same link and not reported as made; a host name held by a bridge, or a peer name that is taken, is
+    refused with what is wrong, and nothing is left half made."""
+    ns.run("ip", "link", "add", "br0", "type", "bridge")
+    ns.run("ip", "link", "add", "pn-busy", "type", "bridge")
+
+    async def twice(links):
+        first = await links._veth("pn-h1", "pn-c1", "02:42:0a:00:00:09", 0, "pynet:endpoint/e1")
+        await links._set("alias", index=first[0].index, alias="pynet:endpoint/e1")
+        second = await links._veth("pn-h1", "pn-c1", "02:42:0a:00:00:09", 0, "pynet:endpoint/e1")
+        return first, second
+    (made, created), (again, created_again) = with_links(ns, twice)
+    assert (created, created_again) == (True, False)
+    assert made.index == again.index == show(ns, "pn-h1")["ifindex"] and again.kind == "veth"
+
+    async def host_is_a_bridge(links):
+        return await links._veth("pn-busy", "pn-c2", "02:42:0a:00:00:0a", 0, "pynet:endpoint/e2")
+    with pytest.raises(KernelError, match="pn-busy exists and is not a veth"):
+        with_links(ns, host_is_a_bridge)
+
+    async def peer_taken(links):
+        return await links._veth("pn-h3", "pn-busy", "02:42:0a:00:00:0b", 0, "pynet:endpoint/e3")
+    with pytest.raises(KernelError, match="create veth pn-h3: its peer's name pn-busy is taken"):
+        with_links(ns, peer_taken)
+    names = {link["ifname"] for link in json.loads(ns.run("ip", "-j", "link", "show").stdout)}
+    assert "pn-h3" not in names and "pn-c2" not in names

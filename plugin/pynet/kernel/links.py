@@ -147,8 +147,7 @@ class Links(RouteOps, TcOps, RetireOps):
             created = True
         if link is None:
             # No STP, no forward delay: ports forward at once, as Docker's bridge does.
-            await self._kernel(f"create bridge {name}", self._nl.create_bridge, name, mtu)
-            link = await self.get(name)
+            link = await self._kernel(f"create bridge {name}", self._nl.create_bridge, name, mtu) or await self.get(name)
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
         else:
@@ -178,15 +177,18 @@ class Links(RouteOps, TcOps, RetireOps):
                     master: int = 0) -> tuple[LinkInfo, bool]:
         """The veth pair `host`/`peer` (peer with `mac`), made if missing: (host side, created).
         `master`: the host side is made a port of that bridge, up, in the same request."""
-        link = await self.get(host)
-        if link is not None:
-            if link.kind != "veth":
-                raise KernelError(f"{host} exists and is not a veth")
-            same_owner(link, alias)
-            return link, False
-        await self._kernel(f"create veth {host}", self._nl.create_veth, host, peer, mac, mtu, master=master,
-                           up=bool(master))
-        return await self.get(host), True
+        await self.reaper.take(host)  # a retired link still holding the name goes first (as in get)
+        made = await self._kernel(f"create veth {host}", self._nl.create_veth, host, peer, mac, mtu, master=master,
+                                  up=bool(master), ok_errnos=(errno.EEXIST,))
+        if made is not False:  # made: the kernel's echo of it, or None (no echo: looked up)
+            return made or await self.get(host), True
+        link = await self.get(host)  # EEXIST: a retry, or a name taken by something else
+        if link is None:
+            raise KernelError(f"create veth {host}: its peer's name {peer} is taken")
+        if link.kind != "veth":
+            raise KernelError(f"{host} exists and is not a veth")
+        same_owner(link, alias)
+        return link, False
 
     async def ensure_veth(self, host: str, peer: str, mac: str, mtu: int, master: str, alias: str,
                           isolated: bool) -> bool:

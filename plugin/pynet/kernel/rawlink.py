@@ -22,7 +22,7 @@ from .linkinfo import LinkInfo
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 16, 18, 19, 20, 21, 22
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x8, 0x300, 0x200, 0x400
 NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO = 1, 3, 4, 10, 12
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 18, 20, 27
@@ -171,16 +171,18 @@ class RawLink:
         flags, change = (0, 0) if up is None else (IFF_UP if up else 0, IFF_UP)
         return self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs)
 
-    def create_bridge(self, name: str, mtu: int = 0) -> bool:
+    def create_bridge(self, name: str, mtu: int = 0) -> LinkInfo | None:
         """A bridge without STP or forward delay (`ip link add NAME type bridge stp_state 0 forward_delay 0`)."""
         data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
         linkinfo = _str(IFLA_INFO_KIND, "bridge") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
         attrs = _str(IFLA_IFNAME, name) + (_u32(IFLA_MTU, mtu) if mtu else b"")
-        return self._ack(RTM_NEWLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs
-                         + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo), NLM_F_CREATE | NLM_F_EXCL)
+        return self._create(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs
+                            + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
 
-    def create_veth(self, host: str, peer: str, mac: str, mtu: int = 0, master: int = 0, up: bool = False) -> bool:
-        """A veth pair: `host` (a port of bridge `master`, up, when given) and `peer` with `mac`."""
+    def create_veth(self, host: str, peer: str, mac: str, mtu: int = 0, master: int = 0,
+                    up: bool = False) -> LinkInfo | None:
+        """A veth pair: `host` (a port of bridge `master`, up, when given) and `peer` with `mac`; the
+        host side as the kernel echoed it (see _create)."""
         mtu_nla = _u32(IFLA_MTU, mtu) if mtu else b""
         peer_msg = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, peer) + _mac(IFLA_ADDRESS, mac) \
             + mtu_nla
@@ -188,8 +190,19 @@ class RawLink:
                                                        _nla(VETH_INFO_PEER | NLA_F_NESTED, peer_msg))
         attrs = _str(IFLA_IFNAME, host) + mtu_nla + (_u32(IFLA_MASTER, master) if master else b"")
         flags = IFF_UP if up else 0
-        return self._ack(RTM_NEWLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, flags) + attrs
-                         + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo), NLM_F_CREATE | NLM_F_EXCL)
+        return self._create(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, flags) + attrs
+                            + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+
+    def _create(self, body: bytes) -> LinkInfo | None:
+        """A new link (OSError EEXIST when its name is taken): the kernel's echo of it (6.3 and later
+        echo a new link: its index without a look-up; its master, set after the echo, not yet), or
+        None from a kernel that does not echo."""
+        made = None
+        for kind, msg in self.request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO | NLM_F_CREATE | NLM_F_EXCL,
+                                      body, gone_ok=False):
+            if kind == RTM_NEWLINK and made is None:
+                made = parse(msg)
+        return made
 
     def address(self, add: bool, index: int, ip: str, prefixlen: int, flags: int = 0) -> bool:
         """`ip addr add|del IP/PREFIXLEN dev INDEX`; OSError EEXIST / EADDRNOTAVAIL when it already is /
@@ -240,5 +253,5 @@ class RawLink:
                         return
                     raise OSError(code, os.strerror(code))
                 yield kind, msg
-                if not dump:
-                    return
+                if not dump and not flags & NLM_F_ACK:
+                    return  # a get's one answer; a change's replies (an echo) end at its ACK
