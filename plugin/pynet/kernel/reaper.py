@@ -49,8 +49,8 @@ class Reaper:
     def __init__(self, prefix: str = "pn-", idle: float = IDLE, max_wait: float = MAX_WAIT):
         self.idle, self.max_wait = idle, max_wait
         self.group = retired_group(prefix)  # retired links; retired bridges: self.group + 1
-        self.pending: set[str] = set()  # retired, not yet unregistered (their names are still taken)
-        self.bridges: list[str] = []  # the retired bridges among them, oldest first
+        # retired, not yet unregistered (their names are still taken), oldest first -> is it a bridge
+        self.pending: dict[str, bool] = {}
         self.last_request = 0.0  # loop time of the loop socket's last request (Links sets it)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pynet-reaper")
         self._ipr: IPRoute | None = None  # made and used in the worker thread only
@@ -60,9 +60,7 @@ class Reaper:
     # ------------------------------------------------------------ the loop's side
     async def delete(self, name: str) -> None:
         """Unregister `name` now (awaited; the loop keeps serving other calls meanwhile)."""
-        self.pending.discard(name)
-        if name in self.bridges:
-            self.bridges.remove(name)
+        self.pending.pop(name, None)
         await self._run(self._delete, name)
 
     async def take(self, name: str) -> None:
@@ -72,25 +70,24 @@ class Reaper:
             await self.delete(name)
 
     def retired(self, *names: str, bridge: bool = False) -> None:
-        names = tuple(n for n in names if n)
-        self.pending.update(names)
-        if bridge:
-            self.bridges.extend(names)
+        for name in names:
+            if name:
+                self.pending[name] = bridge
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._when_idle())
 
     def reuse(self) -> str | None:
         """The newest retired bridge not being unregistered, handed over (no longer this reaper's), or None."""
-        if not self.bridges:
-            return None
-        name = self.bridges.pop()
-        self.pending.discard(name)
-        return name
+        for name in reversed(self.pending):
+            if self.pending[name]:
+                del self.pending[name]
+                return name
+        return None
 
     async def settle(self) -> None:
         """Every retired link unregistered now, this daemon's and any an earlier run left in its groups
         (bridges too, in one request: for start-up, shut-down and callers that need it all gone)."""
-        batch, self.pending, self.bridges = set(self.pending), set(), []
+        batch, self.pending = set(self.pending), {}
         self._reaping |= batch
         try:
             await self._run(self._reap, batch, (self.group, self.group + 1))
@@ -102,14 +99,12 @@ class Reaper:
         one barrier outside the RTNL lock), else the oldest retired bridge alone."""
         if not self.pending:
             return
-        if len(self.pending) > len(self.bridges):
-            batch = self.pending - set(self.bridges)
-            self.pending -= batch
-            groups = (self.group,)
-        else:
-            batch = {self.bridges.pop(0)}
-            self.pending -= batch
-            groups = ()
+        batch = {name for name, bridge in self.pending.items() if not bridge}
+        groups: tuple[int, ...] = (self.group,)
+        if not batch:
+            batch, groups = {next(iter(self.pending))}, ()  # bridges only: the oldest
+        for name in batch:
+            del self.pending[name]
         self._reaping |= batch
         try:
             await self._run(self._reap, batch, groups)
@@ -145,7 +140,7 @@ class Reaper:
                 log.warning("retired links not unregistered", extra={"fields": {"error": str(e)}})
             if loop.time() - self.last_request < self.idle:
                 await asyncio.sleep(STEP_GAP)  # under load: the loop's requests first
-            if self.bridges and len(self.pending) == len(self.bridges) and not self._overdue(first):
+            if self.pending and all(self.pending.values()) and not self._overdue(first):
                 first = loop.time()  # bridges only: next one when idle again, or MAX_WAIT from now
 
     def _overdue(self, first: float) -> bool:
