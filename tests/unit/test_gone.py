@@ -127,3 +127,27 @@ def test_a_policer_removal_the_kernel_refuses_for_another_reason_is_an_error():
         asyncio.run(Police(nft, "pn").unpolice("pn-hx"))
     assert len(nft.runs) == 2  # read again, still there: tried once more, then reported
 
+
+
+class RefusingLookUp:
+    """The look-up of a retired bridge refused for a reason other than its absence (EPERM)."""
+
+    def get(self, name):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def close(self):
+        pass
+
+
+def test_a_retired_bridge_that_cannot_be_looked_up_goes_back_to_the_reaper():
+    """reuse_bridge makes a new bridge instead (None), and the retired one is still unregistered as
+    planned: not dropped from the reaper's books (it would stay until the next start)."""
+    async def go():
+        links = links_with(RefusingLookUp())
+        links.reaper.pending["pn-z0000001"] = True
+        got = await links.reuse_bridge("pn-nabc", "pynet:network/abc", 1500, False, "")
+        links.reaper._task.cancel()
+        return got, dict(links.reaper.pending)
+    got, pending = asyncio.run(go())
+    assert got is None
+    assert pending == {"pn-z0000001": True}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import itertools
+import logging
 import os
 
 from ..errors import KernelError
@@ -37,6 +38,7 @@ def _read(path: str) -> str:
         return ""
 
 _tombs = itertools.count(1)
+log = logging.getLogger("pynet.links")
 
 
 class RetireOps:
@@ -82,10 +84,12 @@ class RetireOps:
             return None
         try:
             old = self._nl.get(tomb)  # not get(): that would unregister it first (reaper.take)
-        except OSError:
-            old = None
-        if old is None or old.kind != "bridge":
+        except OSError as e:
+            log.warning("retired bridge not reused", extra={"fields": {"bridge": tomb, "error": str(e)}})
+            self.reaper.retired(tomb, bridge=True)  # back to the reaper: unregistered as planned
             return None
+        if old is None or old.kind != "bridge":
+            return None  # gone meanwhile (or not a bridge: a tombstone name is this daemon's, never reused)
         try:
             await self._set(f"reuse {tomb} as {name}", index=old.index, ifname=name, group=0, alias=alias,
                             mtu=mtu or DEFAULT_MTU, mac=mac or random_mac())
