@@ -30,6 +30,7 @@ def net_of(key: str, level: int, r: int = 0) -> tuple[str, str]:
     slot = 2 * (MAX_TURNS * (level // 1000) + r) + k
     return f"{NET}-{'p' if driver == DRIVER else 'b'}{level}{'' if not r else f'-{r}'}", f"10.252.{8 * slot}.0/21"
 EDGE = 20  # containers at each end whose calls are compared
+RM_WAIT_S = 30
 
 
 def turn(b: Bench, key: str, n: int, r: int = 0) -> dict:
@@ -69,14 +70,15 @@ def turn(b: Bench, key: str, n: int, r: int = 0) -> dict:
 
 def remove_network(key: str, n: int, net: str) -> None:
     """Right after a `docker rm -f` of many containers, Docker 20.10 may still count endpoints on the
-    network ("has active endpoints", no container left): seen with its bridge and with pynet. Tried for
-    180 s, then left for the bench's clean-up (by label, at the end)."""
-    for _ in range(180):
+    network ("has active endpoints", no container left): seen with its bridge and with pynet, and it does
+    not go by waiting (seen for 180 s; a dockerd restart clears it). Tried for RM_WAIT_S, then left for
+    the bench's clean-up (by label, at the end): the next turn has a network and subnet of its own."""
+    for _ in range(RM_WAIT_S):
         gone = docker("network", "rm", net, check=False)
         if gone.returncode == 0 or "not found" in gone.stderr:
             return
         time.sleep(1)
-    log(f"scale: {key}: network rm after {n} containers failed for 180 s: {gone.stderr.strip()[-300:]}")
+    log(f"scale: {key}: network rm after {n} containers failed for {RM_WAIT_S} s: {gone.stderr.strip()[-300:]}")
 
 
 def measure(b: Bench) -> dict:
