@@ -151,8 +151,7 @@ async def test_failed_port_change_keeps_old_ports(driver, cfg, nft):
     assert driver.published.index.holder(4, "", "tcp", 9090) is None
 
 
-def disk_full(ops):
-    """The database's transaction (store/db.py Db.write), on the loop or in the store's writer thread."""
+def disk_full(net, *eps):
     raise OSError(28, "No space left on device")
 
 
@@ -161,7 +160,7 @@ async def test_failed_port_persist_is_rolled_back(driver, nft, monkeypatch):
     await driver.networks.create(net_req())
     await driver.endpoints.create(ep_req())
     await driver.published.program(pec_req(ports=[port(80, 8080)]))
-    monkeypatch.setattr(driver.state.store.db, "write", disk_full)
+    monkeypatch.setattr(driver.state.store, "save", disk_full)
     err = await refused(driver.published.program(pec_req(ports=[port(90, 9090)])), OSError)
     assert "No space left on device" in err
     assert nft.elements(T, "pubany4") == {"tcp . 8080": "172.30.0.2 . 80"}
@@ -180,36 +179,16 @@ async def test_failed_create_network_is_undone(driver, cfg, links, nft):
     nft.fail_next, nft.fail_count = KernelError("nftables refused the change: no memory"), 2
     assert await refused(driver.networks.create(net_req())) == "nftables refused the change: no memory"
     assert BR_A not in links.links and ("delete", BR_A) in links.calls  # the bridge it made is gone again
-    await writes_done(driver)  # its row, written beside the firewall change, went again (unsave)
     assert driver.state.nets == {} and saved(cfg) is None
     await driver.networks.create(net_req())  # and a retry works
     assert BR_A in links.links
 
 
 async def test_failed_persist_is_undone(driver, links, nft, monkeypatch):
-    monkeypatch.setattr(driver.state.store.db, "write", disk_full)
+    monkeypatch.setattr(driver.state.store, "save", disk_full)
     assert "No space left on device" in await refused(driver.networks.create(net_req()), OSError)
     assert BR_A not in links.links and driver.state.nets == {}
     assert nft.elements(T, "bridges") == {}
-
-
-async def writes_done(driver) -> None:
-    """Every transaction handed to the store's writer thread so far has ended (one thread, in order)."""
-    if driver.state.store._pool is not None:
-        await asyncio.get_running_loop().run_in_executor(driver.state.store._pool, lambda: None)
-
-
-async def test_endpoint_saved_beside_a_firewall_change_that_fails_is_unsaved(driver, cfg, links, nft):
-    """CreateEndpoint's state transaction runs beside its firewall change: when the change fails, the
-    endpoint's row, already written, goes again (and its veth and memory entry)."""
-    await driver.networks.create(net_req())
-    nft.fail_next, nft.fail_count = KernelError("nftables refused the change: no memory"), 2
-    assert await refused(driver.endpoints.create(ep_req())) == "nftables refused the change: no memory"
-    await writes_done(driver)
-    assert driver.state.nets[ID_A].endpoints == {} and saved(cfg)["endpoints"] == {}
-    assert not [n for n in links.links if n.startswith("pn-h")]
-    await driver.endpoints.create(ep_req())  # and a retry works
-    assert EP_1 in saved(cfg)["endpoints"]
 
 
 async def test_failed_endpoint_is_undone(driver, cfg, links):

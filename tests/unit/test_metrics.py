@@ -182,9 +182,9 @@ async def test_state_file_problems(driver, docker, monkeypatch):
     await driver.networks.create(net_req())
     driver.state.store.damaged["c" * 64] = "/x/networks/ccc.json.corrupt-1"
 
-    def disk_full(_ops):
+    def disk_full(_net, *_eps):
         raise StateError("no space left on device")
-    monkeypatch.setattr(driver.state.store.db, "write", disk_full)
+    monkeypatch.setattr(driver.state.store, "save", disk_full)
     with pytest.raises(StateError):
         await driver.endpoints.create(ep_req())
     m = await scrape(docker)

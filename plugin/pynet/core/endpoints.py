@@ -63,18 +63,13 @@ class Endpoints(Part):
                     await mode.limit(net, ep, rates)
                 faults.point("create_endpoint:kernel")
                 elems = mode.endpoint_elements(net, ep)
-                saving = None
-                if old is None:
-                    net.endpoints[ep.id] = ep
-                    undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
-                    # Saved in a thread beside the firewall's change (as CreateNetwork: core/networks.py).
-                    saving = self.state.save_started(net, ep)
-                    undo.push("forget the saved endpoint", self.state.unsave, saving, net.id, ep.id)
                 await self.firewall.add(elems)
                 undo.push("remove firewall elements", self.firewall.remove, elems)
                 faults.point("create_endpoint:firewall")
-                if saving is not None:
-                    await saving
+                if old is None:
+                    net.endpoints[ep.id] = ep
+                    undo.push("forget endpoint", net.endpoints.pop, ep.id, None)
+                    self.state.save(net, ep)
                 faults.point("create_endpoint:saved")
             except BaseException:
                 await undo.run()

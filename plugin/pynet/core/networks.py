@@ -119,16 +119,12 @@ class Networks(Part):
                 await mode.ensure_network(net, undo)
                 faults.point("create_network:kernel")
                 elems = mode.network_elements(net)
-                self.state.nets[net.id] = net
-                undo.push("forget network", self.state.nets.pop, net.id, None)
-                # The state's transaction, fsync and all, runs in a thread beside the firewall's change
-                # (a crash in between leaves a network saved that Docker never got: _evict_ghosts).
-                saving = self.state.save_started(net)
-                undo.push("forget the saved network", self.state.unsave, saving, net.id)
                 await self.firewall.add(elems)
                 undo.push("remove firewall elements", self.firewall.remove, elems)
                 faults.point("create_network:firewall")
-                await saving
+                self.state.nets[net.id] = net
+                undo.push("forget network", self.state.nets.pop, net.id, None)
+                self.state.save(net)
                 faults.point("create_network:saved")
             except BaseException:
                 await undo.run()

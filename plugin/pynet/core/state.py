@@ -51,29 +51,6 @@ class State:
             self.save_failures += 1
             raise
 
-    def save_started(self, net: Network, *eps: Endpoint) -> asyncio.Future:
-        """save(), its transaction (and fsync) in the store's writer thread, started now: await it before
-        answering. A create saves so beside its firewall change, then undoes with unsave()."""
-        saving = self.store.save_started(net, *eps)
-        saving.add_done_callback(self._count_failure)
-        return saving
-
-    def _count_failure(self, saving: asyncio.Future) -> None:
-        if not saving.cancelled() and isinstance(saving.exception(), StateError):
-            self.save_failures += 1
-
-    async def unsave(self, saving: asyncio.Future, net_id: str, ep_id: str = "") -> None:
-        """Undo of save_started: once it ended, the rows it wrote go (the network's, or endpoint ep_id's),
-        at once; a save that failed wrote nothing."""
-        await asyncio.gather(saving, return_exceptions=True)
-        if saving.cancelled() or saving.exception() is not None:
-            return
-        if ep_id:
-            self.store.delete_endpoint(net_id, ep_id)
-        else:
-            self.store.delete(net_id)
-        self.store.flush()
-
     def forget_endpoint(self, net: Network, ep_id: str) -> None:
         """A deleted endpoint leaves memory now; its row goes with the next transaction (its `deleting`
         intent is saved: a crash before that makes the next start finish the delete)."""

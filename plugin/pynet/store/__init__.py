@@ -15,8 +15,6 @@ the first start (store/legacy.py).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import logging
 import sqlite3
@@ -77,7 +75,6 @@ class Store(AsideOps):
         self._known: dict[str, Known] = {}
         self._purge: list[tuple[str, str]] = []  # (network ID, endpoint ID or "" for all its rows)
         self._unsaved: dict[str, str] = {}  # networks set aside in memory only (the write failed)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # the writer thread (save_started)
 
     # ------------------------------------------------------------ opening, migrating
     @property
@@ -214,26 +211,6 @@ class Store(AsideOps):
         known = self._known.get(net.id) or Known()
         ops, change = self._ops(net, known, eps)
         self._write(ops)
-        self._saved(net, known, change)
-
-    def save_started(self, net: Network, *eps) -> asyncio.Future:
-        """save(), its transaction (and fsync) in the store's writer thread, started now: the caller does
-        the rest of its work meanwhile and awaits the future before it answers (StateError: nothing
-        written). The rows are made here, on the loop, from `net` as it is now; the deferred deletes
-        are left to the next transaction on the loop (they are the loop's bookkeeping)."""
-        known = self._known.get(net.id) or Known()
-        ops, change = self._ops(net, known, eps)
-        loop = asyncio.get_running_loop()
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pynet-store")
-        written = loop.run_in_executor(self._pool, self.db.write, ops)  # submitted now, not when awaited
-
-        async def finish() -> None:
-            await written
-            self._saved(net, known, change)
-        return asyncio.ensure_future(finish())
-
-    def _saved(self, net: Network, known: Known, change: Change) -> None:
         self._known[net.id] = change.apply(known)
         if self.verify:
             self._check(net)
@@ -317,9 +294,6 @@ class Store(AsideOps):
         self.db.checkpoint()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
         if self._db is not None:
             try:
                 self.flush()

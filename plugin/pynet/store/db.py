@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 from pathlib import Path
 
 from ..errors import StateError
@@ -64,16 +63,9 @@ class Db:
         self.conn = connect(path)
         create(self.conn)
         self.commits = 0
-        # The event loop's thread and the store's writer thread (a transaction whose fsync runs beside
-        # the call's other work: store.Store.save_started) take turns on the one connection.
-        self._lock = threading.Lock()
 
     def write(self, ops: list[tuple[str, tuple]]) -> None:
-        """All of ops in one transaction, or none of them (StateError saying why). Thread-safe."""
-        with self._lock:
-            self._write(ops)
-
-    def _write(self, ops: list[tuple[str, tuple]]) -> None:
+        """All of ops in one transaction, or none of them (StateError saying why)."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
