@@ -146,6 +146,7 @@ class Firewall:
             await self.nft.run(lines)
             self._elems = {}
 
+
 def _apply(elems: dict[str, dict[str, str | None]], rm: dict, ad: dict) -> dict[str, dict[str, str | None]]:
     """The bookkeeping `elems` with the keys of `rm` gone and the items of `ad` in (changed in place)."""
     for name, keys in rm.items():

@@ -228,7 +228,8 @@ class Store(AsideOps):
                 text = endpoint_doc(ep)
                 ops.append(("INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)", (net.id, ep_id, text, digest(text))))
                 change.eps[ep_id] = ep
-        if len(known.eps) + len(change.eps) > len(net.endpoints):  # some endpoint of the rows is gone
+        # The rows' endpoints and the new ones outnumber the network's only when some row's endpoint is gone.
+        if len(known.eps) + len(change.eps) > len(net.endpoints):
             for ep_id in [e for e in known.eps if e not in net.endpoints]:
                 ops.append(("DELETE FROM endpoints WHERE network_id = ? AND id = ?", (net.id, ep_id)))
                 change.gone.append(ep_id)
