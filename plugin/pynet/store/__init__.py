@@ -228,7 +228,7 @@ class Store(AsideOps):
                 text = endpoint_doc(ep)
                 ops.append(("INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)", (net.id, ep_id, text, digest(text))))
                 change.eps[ep_id] = ep
-        # The rows' endpoints and the new ones outnumber the network's only when some row's endpoint is gone.
+        # A row's endpoint can be gone only if the rows' and the ones written now outnumber the network's.
         if len(known.eps) + len(change.eps) > len(net.endpoints):
             for ep_id in [e for e in known.eps if e not in net.endpoints]:
                 ops.append(("DELETE FROM endpoints WHERE network_id = ? AND id = ?", (net.id, ep_id)))
