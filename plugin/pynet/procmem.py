@@ -29,8 +29,8 @@ _LIBC = _libc()
 
 def heap_in_use() -> int | None:
     """Bytes the process has allocated and not freed (malloc's heap and its mmapped blocks), None when
-    the C library cannot say. Unlike RSS it ignores freed memory the allocator keeps (up to
-    kernel/nlmem.py's TRIM_THRESHOLD at the heap's top, and holes inside it): what grows here is held by something."""
+    the C library cannot say. Unlike RSS it ignores freed memory the allocator keeps (up to kernel/
+    nlmem.py's TRIM_THRESHOLD at the heap's top, and holes inside it): what grows here is held."""
     if _LIBC is None:
         return None
     info = _LIBC.mallinfo2()
@@ -43,9 +43,9 @@ IDLE_TRIM_S = 1.0  # no call answered for this long: the burst is over
 class IdleTrim:
     """Gives the heap's free pages back to the kernel (malloc_trim) once a burst of calls is over.
 
-    The trim threshold (kernel/nlmem.py) keeps up to 4 MiB of freed heap mapped while calls come, so that they
-    do not pay page faults; once the daemon is idle that memory is returned, at most once per burst,
-    so RSS at rest is the memory in use plus the allocator's holes."""
+    The trim threshold (kernel/nlmem.py) keeps up to 4 MiB of freed heap mapped while calls come, so
+    that they pay no page faults; once the daemon is idle that memory is returned, at most once per
+    burst, so RSS at rest is the memory in use plus the allocator's holes."""
 
     def __init__(self) -> None:
         self.trimmed_after = 0.0  # the activity time of the last burst trimmed

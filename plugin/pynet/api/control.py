@@ -137,4 +137,3 @@ def routes(driver, cfg) -> list[web.RouteDef]:
         web.post("/pynet/v1/state/restore", c.state_restore),
         web.post("/pynet/v1/state/forget", c.state_forget),
     ]
-

@@ -147,7 +147,8 @@ class Links(RouteOps, TcOps, RetireOps):
             created = True
         if link is None:
             # No STP, no forward delay: ports forward at once, as Docker's bridge does.
-            link = await self._kernel(f"create bridge {name}", self._nl.create_bridge, name, mtu) or await self.get(name)
+            link = (await self._kernel(f"create bridge {name}", self._nl.create_bridge, name, mtu)
+                    or await self.get(name))
         elif link.kind != "bridge":
             raise KernelError(f"{name} exists and is a {link.kind or 'non-bridge'} link, not a bridge")
         else:

@@ -235,7 +235,7 @@ class RawLink:
         dump = flags & NLM_F_DUMP
         while True:
             n = s.recv_into(self._buf)  # a dump comes in as many reads as it needs
-            data = bytes(self._buf[:n])
+            data = bytes(memoryview(self._buf)[:n])  # one copy (a bytearray slice would be a second)
             off = 0
             while off + NLMSG_HDR.size <= len(data):
                 length, kind, _flags, seq, _port = NLMSG_HDR.unpack_from(data, off)

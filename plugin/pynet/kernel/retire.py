@@ -82,9 +82,9 @@ class RetireOps:
         tomb = self.reaper.reuse()
         if tomb is None:
             return None
-        try:
-            old = self._nl.get(tomb)  # not get(): that would unregister it first (reaper.take)
-        except OSError as e:
+        try:  # not get(): that would unregister it first (reaper.take)
+            old = await self._kernel(f"look up retired bridge {tomb}", self._nl.get, tomb)
+        except KernelError as e:
             log.warning("retired bridge not reused", extra={"fields": {"bridge": tomb, "error": str(e)}})
             self.reaper.retired(tomb, bridge=True)  # back to the reaper: unregistered as planned
             return None

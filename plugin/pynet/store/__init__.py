@@ -221,7 +221,8 @@ class Store(AsideOps):
         ops: list[tuple[str, tuple]] = []
         change = Change(network_doc(net))
         if change.doc != known.doc:
-            ops.append(("INSERT OR REPLACE INTO networks VALUES (?, ?, ?)", (net.id, change.doc, digest(change.doc))))
+            ops.append(("INSERT OR REPLACE INTO networks VALUES (?, ?, ?)",
+                        (net.id, change.doc, digest(change.doc))))
         named = {ep.id for ep in eps}
         for ep_id, ep in net.endpoints.items():
             if ep_id in named or known.eps.get(ep_id) is not ep:
