@@ -6,6 +6,7 @@ grows with the network's size shows there (the state file rewritten at every cal
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,9 @@ if TYPE_CHECKING:
 
 NETS = {"pynet nat": (DRIVER, 0), "docker bridge": ("bridge", 1)}
 NET = f"{NAME}-scale"
-
-
 MAX_TURNS = 6  # per level: each turn's network has a /21 of its own in 10.252.0.0/16
+EDGE = 20  # containers at each end whose calls are compared
+RM_WAIT_S = 30
 
 
 def net_of(key: str, level: int, r: int = 0) -> tuple[str, str]:
@@ -29,8 +30,6 @@ def net_of(key: str, level: int, r: int = 0) -> tuple[str, str]:
     driver, k = NETS[key]
     slot = 2 * (MAX_TURNS * (level // 1000) + r) + k
     return f"{NET}-{'p' if driver == DRIVER else 'b'}{level}{'' if not r else f'-{r}'}", f"10.252.{8 * slot}.0/21"
-EDGE = 20  # containers at each end whose calls are compared
-RM_WAIT_S = 30
 
 
 def turn(b: Bench, key: str, n: int, r: int = 0) -> dict:
@@ -106,7 +105,6 @@ def measure(b: Bench) -> dict:
 def merged(turns: list[dict]) -> dict:
     """A level's turns for one network: the median turn's figures, every turn's times, the first turn's
     call durations (the others' would repeat them)."""
-    start = sorted(t["start_s"] for t in turns)
-    rm = sorted(t["rm_s"] for t in turns)
-    return {"start_s": start[len(start) // 2], "rm_s": rm[len(rm) // 2], "calls": turns[0]["calls"],
+    return {"start_s": statistics.median_high(t["start_s"] for t in turns),
+            "rm_s": statistics.median_high(t["rm_s"] for t in turns), "calls": turns[0]["calls"],
             "start_turns_s": [t["start_s"] for t in turns], "rm_turns_s": [t["rm_s"] for t in turns]}

@@ -20,13 +20,27 @@ def headline(d: dict, r: dict) -> list[str]:
             f"after {d['cycles']} network+endpoint create/delete cycles{at_rest_growth(d)}."]
 
 
-def at_rest_growth(d: dict) -> str:
+def warm_and_end(d: dict) -> tuple[dict, dict] | None:
+    """The at-rest samples after the warm-up and at the end (the one before the cycles is the first)."""
     rest = d.get("at_rest") or []
-    if len(rest) < 3:
+    return (rest[1], rest[-1]) if len(rest) >= 3 else None
+
+
+def at_rest_growth(d: dict) -> str:
+    pair = warm_and_end(d)
+    if pair is None:
         return ""
-    a, z = rest[1], rest[-1]
+    a, z = pair
     return (f"; at rest, {fmt((z['rss_kb'] - a['rss_kb']) / 1024, 2)} MiB RSS growth from cycle {a['cycles']} "
             f"to {z['cycles']}")
+
+
+def _mib(n: int | None) -> str:
+    return fmt(n / 1048576, 2) if n is not None else "n/a"
+
+
+def _blocks(n: int | None, sign: str = "") -> str:
+    return f"{n:{sign},}" if n is not None else "n/a"
 
 
 def render(page: Page, d: dict) -> None:
@@ -71,15 +85,16 @@ def render(page: Page, d: dict) -> None:
                  "page faults), and the bench waits for that before it reads VmRSS; then it asks the daemon "
                  "(`pynet status`) for the bytes malloc has handed out and not got back, and the blocks Python's "
                  "own allocator holds. A leak grows all three between the warm-up and the end.")
-        mib = lambda b: fmt(b / 1048576, 2) if b is not None else "n/a"  # noqa: E731
         rows = [[f"after {x['cycles']} cycles" if x["cycles"] else "before the cycles",
-                 fmt(x["rss_kb"] / 1024, 2) + ("" if x["trimmed"] else " (not trimmed)"), mib(x["heap_in_use"]),
-                 f"{x['python_blocks']:,}" if x["python_blocks"] is not None else "n/a"] for x in rest]
-        if len(rest) >= 3:
-            a, z = rest[1], rest[-1]
-            rows.append([f"growth from cycle {a['cycles']} to {z['cycles']}", fmt((z["rss_kb"] - a["rss_kb"]) / 1024, 2),
-                         mib(z["heap_in_use"] - a["heap_in_use"]) if a["heap_in_use"] is not None else "n/a",
-                         f"{z['python_blocks'] - a['python_blocks']:+,}" if a["python_blocks"] is not None else "n/a"])
+                 fmt(x["rss_kb"] / 1024, 2) + ("" if x["trimmed"] else " (not trimmed)"), _mib(x["heap_in_use"]),
+                 _blocks(x["python_blocks"])] for x in rest]
+        pair = warm_and_end(d)
+        if pair is not None:
+            a, z = pair
+            heap = z["heap_in_use"] - a["heap_in_use"] if a["heap_in_use"] is not None else None
+            blocks = z["python_blocks"] - a["python_blocks"] if a["python_blocks"] is not None else None
+            rows.append([f"growth from cycle {a['cycles']} to {z['cycles']}",
+                         fmt((z["rss_kb"] - a["rss_kb"]) / 1024, 2), _mib(heap), _blocks(blocks, "+")])
         page.table(["daemon at rest", "VmRSS MiB", "malloc in use MiB", "Python blocks"], rows)
     if d.get("leftovers"):
         page.add(f"Leftover links after the cycles: {d['leftovers']}")

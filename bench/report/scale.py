@@ -17,7 +17,7 @@ def versus(p: dict, k: dict, what: str) -> str:
     r = sorted(pair_ratios(p, k, what))
     if len(r) < 2:
         return ratio(p[f"{what}_s"], k[f"{what}_s"])
-    return f"{r[len(r) // 2]:.2f}× median of {len(r)} pairs ({', '.join(f'{x:.2f}' for x in r)})"
+    return f"{med(r):.2f}× median of {len(r)} pairs ({', '.join(f'{x:.2f}' for x in r)})"
 
 
 def headline(d: dict, r: dict) -> list[str]:
