@@ -124,6 +124,24 @@ async def test_docker_user_accepts_linger_through_churn_and_go_after_or_at_a_cle
     assert sorted(nft.du_patterns("ip")) == want
 
 
+async def test_docker_user_linger_counts_from_the_last_delete(driver, nft):
+    """Networks made and removed again and again, each gone for less than the linger but the churn
+    longer than it (a `docker run` loop with its own network): the accepts never go. Counted from
+    the first delete, they went while no network was there and the next create re-added them."""
+    driver.networks.docker_user_linger = 0.5
+    await driver.networks.create(net_req())
+    changes = len(nft.scripts)
+    for _ in range(3):
+        await driver.networks.delete(ref(ep_id=None))
+        await asyncio.sleep(0.3)
+        await driver.networks.create(net_req())
+    assert not any("DOCKER-USER" in line for script in nft.scripts[changes:] for line in script)
+    assert sorted(nft.du_patterns("ip")) == [("iifname", "pn-*"), ("oifname", "pn-*")]
+    await driver.networks.delete(ref(ep_id=None))
+    await asyncio.sleep(0.8)
+    assert nft.du_patterns("ip") == []
+
+
 async def test_port_conflict_between_containers(driver, cfg, nft):
     await driver.networks.create(net_req())
     for ep, ip in ((EP_1, "172.30.0.2/24"), (EP_2, "172.30.0.3/24")):

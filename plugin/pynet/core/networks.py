@@ -63,11 +63,19 @@ class Networks(Part):
         (two nft listings and a change, ~1.5 ms of the call); accepts no network needs any more go
         `docker_user_linger` seconds later (a network made again meanwhile, compose down/up, finds
         them in place). The periodic check (reconcile.check_firewall, every firewall_check_interval)
-        always looks, so a chain someone else flushed is mended there."""
+        always looks, so a chain someone else flushed is mended there.
+
+        The linger counts from the last call that left an accept unneeded: a create that needs
+        every accept again stops it, the next delete starts it anew. Counted from the first such
+        delete, a network made and removed every few seconds (a `docker run` loop with its own
+        network) found its accept gone every `docker_user_linger` seconds and paid the full sync."""
         self._forget |= set(forget)
         wanted, ours = self.docker_user_patterns()
         if changed_only and self._synced is not None and set(wanted) <= self._synced:
-            if set(wanted) != self._synced and (self._linger is None or self._linger.done()):
+            if self._linger is not None and not self._linger.done():
+                self._linger.cancel()
+            self._linger = None
+            if set(wanted) != self._synced:
                 self._linger = asyncio.get_running_loop().create_task(self._linger_then_sync())
             return
         if self._linger is not None and self._linger is not asyncio.current_task():
