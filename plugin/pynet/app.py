@@ -85,7 +85,8 @@ async def serve(cfg: Config) -> None:
     links = Links(cfg.link_prefix)
     await links.open()
     # PYNET_STORE_VERIFY=1 (tests): every save is read back and compared with memory.
-    driver = Driver(cfg, Store(cfg.state_dir, verify=os.environ.get("PYNET_STORE_VERIFY") == "1"), links, Nft())
+    nft = Nft()
+    driver = Driver(cfg, Store(cfg.state_dir, verify=os.environ.get("PYNET_STORE_VERIFY") == "1"), links, nft)
     await driver.start()
     app = make_app(cfg, driver)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -125,3 +126,4 @@ async def serve(cfg: Config) -> None:
             os.unlink(cfg.socket)
         await driver.shutdown()
         await links.close()
+        nft.close()

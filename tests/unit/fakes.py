@@ -370,6 +370,9 @@ class FakeNft:
         self.rule_counters: dict[tuple[str, str], tuple[int, int]] = {}
 
     # -- the interface
+    def declare(self, family: str, table: str, sets: dict[str, tuple[str, bool]]) -> None:
+        """Set types for kernel/nftbatch.py's encoding; the fake reads the script's text."""
+
     async def run(self, lines: list[str]) -> None:
         if not lines:
             return  # kernel/nft.py sends nothing for an empty script

@@ -251,6 +251,14 @@ def skeleton(table: str) -> list[str]:
     return lines
 
 
+def declared(family: str) -> dict[str, tuple[str, bool]]:
+    """The sets and maps of the table of `family`: name -> (nft type, is an interval set)."""
+    if family == "bridge":
+        return {name: (typ, False) for name, typ in {**BRIDGE_SETS, **BRIDGE_TYPEOF_SETS}.items()}
+    return ({name: (typ, False) for name, typ in {**SETS, **MAPS}.items()}
+            | {name: (typ, True) for name, typ in INTERVAL_SETS.items()})
+
+
 def binding_key(b: Binding) -> tuple[str, str]:
     """(map, key) of a published port."""
     if b.host_ip:

@@ -32,6 +32,8 @@ class Firewall:
         # Set while a state file is damaged: the table then holds elements of a network pynet
         # cannot read, so it is never replaced wholesale (only added to) until an operator acts.
         self.preserve = False
+        nft.declare(ruleset.FAMILY, table, ruleset.declared(ruleset.FAMILY))
+        nft.declare("bridge", table, ruleset.declared("bridge"))
 
     async def rebuild(self, elems: dict[str, list[str]]) -> None:
         """The whole table from these elements (start-up, reconcile: the caller holds every lock).
