@@ -68,7 +68,9 @@ class Networks(Part):
         The linger counts from the last call that left an accept unneeded: a create that needs
         every accept again stops it, the next delete starts it anew. Counted from the first such
         delete, a network made and removed every few seconds (a `docker run` loop with its own
-        network) found its accept gone every `docker_user_linger` seconds and paid the full sync."""
+        network) found its accept gone every `docker_user_linger` seconds and paid the full sync.
+        While accepts linger, any other sync (the periodic check mending the chain, a create with a
+        new pattern) keeps them: only the linger's own sync, or a clean stop, takes them out."""
         self._forget |= set(forget)
         wanted, ours = self.docker_user_patterns()
         if changed_only and self._synced is not None and set(wanted) <= self._synced:
@@ -78,14 +80,18 @@ class Networks(Part):
             if set(wanted) != self._synced:
                 self._linger = asyncio.get_running_loop().create_task(self._linger_then_sync())
             return
-        if self._linger is not None and self._linger is not asyncio.current_task():
-            self._linger.cancel()
-        self._linger = None
+        lingering = self._linger is not None and not self._linger.done() \
+            and self._linger is not asyncio.current_task()
+        if lingering:  # the periodic check, or a create with a new pattern: what lingers stays until its time
+            wanted = sorted(set(wanted) | (self._synced or set()))
+        else:
+            self._linger = None
         self._synced = None
         try:
             await self.firewall.sync_docker_user(wanted, ours | self._forget, keep=self.state.keep_all())
             self._synced = frozenset(wanted)
-            self._forget.clear()
+            if not lingering:
+                self._forget.clear()
         except KernelError as e:
             log.error("DOCKER-USER sync failed", extra={"fields": {"error": str(e)}})
 
