@@ -216,7 +216,7 @@ class Batch:
     def send(self, msgs: list[tuple[int, int, bytes, str]]) -> None:
         """One transaction; OSError (with the refused line) when the kernel takes none of it."""
         s = self._socket()
-        first = self._seq = (self._seq + 1) & 0x3FFFFFFF
+        first = self._seq = (self._seq + 1) & 0x3FFFFFFF  # + the batch's messages: never past 32 bits
         batch = [NLMSG_HDR.pack(NLMSG_HDR.size + NFGENMSG.size, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, first, 0)
                  + NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))]
         lines = {}
