@@ -50,21 +50,21 @@ def attributes(msg: bytes, start: int, end: int):
         off += (length + 3) & ~3
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
+def nla(kind: int, payload: bytes) -> bytes:
     out = NLA_HDR.pack(NLA_HDR.size + len(payload), kind) + payload
     return out + b"\0" * (-len(out) % 4)
 
 
 def _str(kind: int, text: str) -> bytes:
-    return _nla(kind, text.encode() + b"\0")
+    return nla(kind, text.encode() + b"\0")
 
 
 def _u32(kind: int, value: int) -> bytes:
-    return _nla(kind, struct.pack("=I", value))
+    return nla(kind, struct.pack("=I", value))
 
 
 def _mac(kind: int, mac: str) -> bytes:
-    return _nla(kind, bytes.fromhex(mac.replace(":", "")))
+    return nla(kind, bytes.fromhex(mac.replace(":", "")))
 
 
 def _text(payload: bytes) -> str:
@@ -93,22 +93,24 @@ def parse(msg: bytes) -> LinkInfo:
     return LinkInfo(index=index, up=bool(flags & IFF_UP), **fields)
 
 
-class RawLink:
-    """A socket of its own; synchronous: each request is answered inside its send, and the event loop
-    makes one at a time."""
+class NetlinkSocket:
+    """A netlink socket of its own (made at first use, `PROTOCOL`), and one receive buffer for its
+    life: recv() would allocate 64 KiB per read and shrink it in place, and the heap fragments
+    around what outlives it (kernel/nlmem.py)."""
+
+    PROTOCOL = NETLINK_ROUTE
+    TIMEOUT: float | None = 5  # seconds a read waits (0: never, the answers are there after the send)
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
         self._seq = int.from_bytes(os.urandom(3), "little")
-        # One receive buffer for the socket's life: recv() would allocate 64 KiB per read and shrink it
-        # in place, and the heap fragments around what outlives it (kernel/nlmem.py).
         self._buf = bytearray(65536)
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, self.PROTOCOL)
             s.bind((0, 0))
-            s.settimeout(5)
+            s.settimeout(self.TIMEOUT)
             self._sock = s
         return self._sock
 
@@ -116,6 +118,11 @@ class RawLink:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class RawLink(NetlinkSocket):
+    """A socket of its own; synchronous: each request is answered inside its send, and the event loop
+    makes one at a time."""
 
     def get(self, name: str) -> LinkInfo | None:
         """The link called `name` in this network namespace, or None; OSError on any other refusal."""
@@ -174,10 +181,10 @@ class RawLink:
     def create_bridge(self, name: str, mtu: int = 0) -> LinkInfo | None:
         """A bridge without STP or forward delay (`ip link add NAME type bridge stp_state 0 forward_delay 0`)."""
         data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
-        linkinfo = _str(IFLA_INFO_KIND, "bridge") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+        linkinfo = _str(IFLA_INFO_KIND, "bridge") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
         attrs = _str(IFLA_IFNAME, name) + (_u32(IFLA_MTU, mtu) if mtu else b"")
         return self._create(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attrs
-                            + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+                            + nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
 
     def create_veth(self, host: str, peer: str, mac: str, mtu: int = 0, master: int = 0,
                     up: bool = False) -> LinkInfo | None:
@@ -186,12 +193,12 @@ class RawLink:
         mtu_nla = _u32(IFLA_MTU, mtu) if mtu else b""
         peer_msg = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _str(IFLA_IFNAME, peer) + _mac(IFLA_ADDRESS, mac) \
             + mtu_nla
-        linkinfo = _str(IFLA_INFO_KIND, "veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED,
-                                                       _nla(VETH_INFO_PEER | NLA_F_NESTED, peer_msg))
+        linkinfo = _str(IFLA_INFO_KIND, "veth") + nla(IFLA_INFO_DATA | NLA_F_NESTED,
+                                                       nla(VETH_INFO_PEER | NLA_F_NESTED, peer_msg))
         attrs = _str(IFLA_IFNAME, host) + mtu_nla + (_u32(IFLA_MASTER, master) if master else b"")
         flags = IFF_UP if up else 0
         return self._create(IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, flags) + attrs
-                            + _nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
+                            + nla(IFLA_LINKINFO | NLA_F_NESTED, linkinfo))
 
     def _create(self, body: bytes) -> LinkInfo | None:
         """A new link (OSError EEXIST when its name is taken): the kernel's echo of it (6.3 and later
@@ -209,16 +216,16 @@ class RawLink:
         is not there."""
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         raw = socket.inet_pton(family, ip)
-        body = IFADDRMSG.pack(family, prefixlen, flags, 0, index) + _nla(IFA_LOCAL, raw) + _nla(IFA_ADDRESS, raw)
+        body = IFADDRMSG.pack(family, prefixlen, flags, 0, index) + nla(IFA_LOCAL, raw) + nla(IFA_ADDRESS, raw)
         if add:
             return self._ack(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
         return self._ack(RTM_DELADDR, body)
 
     def brport(self, index: int, isolated: bool, hairpin: bool) -> bool:
         """A bridge port's isolated and hairpin flags (`bridge link set dev X isolated .. hairpin ..`)."""
-        protinfo = _nla(IFLA_BRPORT_MODE, bytes([int(hairpin)])) + _nla(IFLA_BRPORT_ISOLATED, bytes([int(isolated)]))
+        protinfo = nla(IFLA_BRPORT_MODE, bytes([int(hairpin)])) + nla(IFLA_BRPORT_ISOLATED, bytes([int(isolated)]))
         return self._ack(RTM_SETLINK, IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0)
-                         + _nla(IFLA_PROTINFO | NLA_F_NESTED, protinfo))
+                         + nla(IFLA_PROTINFO | NLA_F_NESTED, protinfo))
 
     def _ack(self, msg_type: int, body: bytes, flags: int = 0) -> bool:
         """A change and the kernel's answer: True, or OSError (ENODEV included)."""
