@@ -74,8 +74,8 @@ class Networks(Part):
         self._forget |= set(forget)
         wanted, ours = self.docker_user_patterns()
         if changed_only and self._synced is not None and set(wanted) <= self._synced:
-            if self._linger is not None and not self._linger.done():
-                self._linger.cancel()
+            if self._linger is not None:
+                self._linger.cancel()  # nothing when it is done
             self._linger = None
             if set(wanted) != self._synced:
                 self._linger = asyncio.get_running_loop().create_task(self._linger_then_sync())

@@ -40,12 +40,13 @@ class Nft:
 
     def _run(self, lines: list[str], msgs=None) -> None:
         with self._lock:
-            if msgs is None:
-                self._run_locked(lines)
-            else:
-                self._send(msgs)
+            self._apply_locked(lines, msgs)
 
-    def _send(self, msgs) -> None:
+    def _apply_locked(self, lines: list[str], msgs) -> None:
+        """`msgs` (the lines encoded as a batch) when there are, else the lines through libnftables."""
+        if msgs is None:
+            self._run_locked(lines)
+            return
         try:
             self._batch.send(msgs)
         except OSError as e:
@@ -73,10 +74,7 @@ class Nft:
         msgs = self._batch.encode(lines)
         if (msgs is not None or len(lines) <= INLINE_LINES) and self._lock.acquire(blocking=False):
             try:
-                if msgs is None:
-                    self._run_locked(lines)
-                else:
-                    self._send(msgs)
+                self._apply_locked(lines, msgs)
             finally:
                 self._lock.release()
         else:

@@ -151,6 +151,12 @@ def _split(items: str) -> list[str] | None:
     return [item.strip() for item in items.split(", ")]
 
 
+def _control(kind: int, seq: int) -> bytes:
+    """A batch's begin or end message (nf_tables' subsystem in its resource id)."""
+    return (NLMSG_HDR.pack(NLMSG_HDR.size + NFGENMSG.size, kind, NLM_F_REQUEST, seq, 0)
+            + NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES)))
+
+
 class Batch(NetlinkSocket):
     """Declared sets (family, table, set) -> SetType, and a netfilter netlink socket of its own."""
 
@@ -199,8 +205,7 @@ class Batch(NetlinkSocket):
         """One transaction; OSError (with the refused line) when the kernel takes none of it."""
         s = self._socket()
         first = self._seq = (self._seq + 1) & 0x3FFFFFFF  # + the batch's messages: never past 32 bits
-        batch = [NLMSG_HDR.pack(NLMSG_HDR.size + NFGENMSG.size, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, first, 0)
-                 + NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))]
+        batch = [_control(NFNL_MSG_BATCH_BEGIN, first)]
         lines = {}
         for msg_type, _family, body, line in msgs:
             self._seq += 1
@@ -209,8 +214,7 @@ class Batch(NetlinkSocket):
                                         NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if msg_type == NFT_MSG_NEWSETELEM
                                                                      else 0), self._seq, 0) + body)
         self._seq += 1
-        batch.append(NLMSG_HDR.pack(NLMSG_HDR.size + NFGENMSG.size, NFNL_MSG_BATCH_END, NLM_F_REQUEST, self._seq, 0)
-                     + NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES)))
+        batch.append(_control(NFNL_MSG_BATCH_END, self._seq))
         s.send(b"".join(batch))
         # The kernel runs the batch inside the send: every message's answer (an ACK, or the error
         # that made it take nothing) is queued by now, so the reads never wait.
